@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: MIT
+// keel.h — the one public header of libkeel, a fine-tuning engine for LLMs.
+//
+// Usage (error handling trimmed):
+//
+//   keel_err err;
+//   keel_model *m = NULL;
+//   keel_model_params mp = keel_model_default_params();
+//   if (keel_model_load("model.gguf", &mp, &m, &err) != KEEL_OK) {
+//       fprintf(stderr, "%s\n", err.msg);   // names the file and the problem
+//       return 1;
+//   }
+//   const keel_tokenizer *tok = keel_model_tokenizer(m);
+//   int32_t *ids = NULL; size_t n = 0;
+//   keel_tokenize(tok, "Hello", 5, true, false, &ids, &n, &err);
+//   keel_context *ctx = NULL;
+//   keel_context_init(m, 512, &ctx, &err);
+//   float *logits = malloc(sizeof(float) * keel_model_describe(m)->n_vocab);
+//   keel_eval(ctx, ids, (int32_t)n, 0, logits, KEEL_LOGITS_LAST, &err);
+//   ...
+//   keel_free(ids); keel_context_free(ctx); keel_model_free(m);
+//
+// Conventions: every fallible call returns keel_status and, when err is not
+// NULL, fills it with a message that names the file/field and the problem.
+// Destructors accept NULL. Memory returned through `T **out` parameters is
+// owned by the caller and released with keel_free() unless said otherwise.
+#ifndef KEEL_H
+#define KEEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define KEEL_API __attribute__((visibility("default")))
+#else
+#define KEEL_API
+#endif
+
+#define KEEL_VERSION "0.1.0"
+
+// ---------------------------------------------------------------- errors
+
+typedef enum keel_status {
+    KEEL_OK = 0,
+    KEEL_ERR_NOMEM,       // an allocation failed
+    KEEL_ERR_IO,          // open/read/write/mmap failed (message has strerror)
+    KEEL_ERR_FORMAT,      // a file is malformed (truncated, bad magic, bad offset, ...)
+    KEEL_ERR_UNSUPPORTED, // well-formed but not supported (tensor type, architecture, version)
+    KEEL_ERR_INVALID,     // a caller or user argument is invalid
+} keel_status;
+
+typedef struct keel_err {
+    keel_status code;
+    char msg[512];     // human-readable, names the file/key/line where it can
+    const char *file;  // source location that raised it (for bug reports)
+    int line;
+} keel_err;
+
+// Static string for a status code ("ok", "out of memory", ...).
+KEEL_API const char *keel_status_str(keel_status s);
+
+// Release memory that keel handed to the caller (token arrays, strings).
+KEEL_API void keel_free(void *p);
+
+// ---------------------------------------------------------------- tensors
+
+// Storage types. Values equal GGML's type ids so GGUF files map directly.
+// Add values at the end only.
+typedef enum keel_dtype {
+    KEEL_DTYPE_F32 = 0,
+    KEEL_DTYPE_F16 = 1,
+    KEEL_DTYPE_Q4_0 = 2,
+    KEEL_DTYPE_Q4_1 = 3,
+    KEEL_DTYPE_Q8_0 = 8,
+    KEEL_DTYPE_BF16 = 30,
+} keel_dtype;
+
+// "F32", "Q4_1", ...; "?" for an unknown value.
+KEEL_API const char *keel_dtype_name(keel_dtype t);
+
+// A tensor as stored in a model file. ne[0] is the innermost (contiguous)
+// dimension, GGUF order: a (out, in) PyTorch weight has ne = {in, out}.
+typedef struct keel_tensor_desc {
+    const char *name; // valid while the model lives
+    keel_dtype type;
+    int32_t n_dims;
+    int64_t ne[4];    // unused dims are 1
+    size_t nbytes;
+} keel_tensor_desc;
+
+// ---------------------------------------------------------------- model
+
+typedef struct keel_model keel_model;
+
+typedef struct keel_model_params {
+    int32_t n_threads; // 0 = all cores
+} keel_model_params;
+
+KEEL_API keel_model_params keel_model_default_params(void);
+
+// Load a model: a .gguf file, or a Hugging Face directory holding
+// config.json, *.safetensors (single or sharded) and tokenizer.json.
+// Weights are mmap'd read-only and never copied. On failure *out is NULL.
+KEEL_API keel_status keel_model_load(const char *path, const keel_model_params *p,
+                                     keel_model **out, keel_err *err);
+KEEL_API void keel_model_free(keel_model *m);
+
+typedef struct keel_model_desc {
+    const char *arch;     // "llama"
+    const char *name;     // general.name or the directory name
+    const char *format;   // "GGUF v3", "safetensors"
+    int32_t n_vocab;
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t n_ff;
+    int32_t n_ctx_train;
+    int32_t n_rot;        // rotary dims per head
+    float rope_theta;
+    float norm_eps;
+    bool tied_output;     // lm head shares the token embedding
+    int64_t n_params;     // total elements over all tensors
+    size_t n_bytes;       // total stored bytes over all tensors
+} keel_model_desc;
+
+// Valid while m lives.
+KEEL_API const keel_model_desc *keel_model_describe(const keel_model *m);
+KEEL_API int64_t keel_model_n_tensors(const keel_model *m);
+// i in [0, n_tensors). Returns false when out of range.
+KEEL_API bool keel_model_tensor(const keel_model *m, int64_t i, keel_tensor_desc *out);
+
+// ---------------------------------------------------------------- tokenizer
+
+typedef struct keel_tokenizer keel_tokenizer;
+
+typedef enum keel_tokenizer_kind {
+    KEEL_TOKENIZER_SPM = 0, // SentencePiece-style BPE with scores (GGUF "llama")
+    KEEL_TOKENIZER_BPE = 1, // byte-level BPE with merges (GGUF "gpt2", HF ByteLevel)
+} keel_tokenizer_kind;
+
+// The model's tokenizer; valid while the model lives.
+KEEL_API const keel_tokenizer *keel_model_tokenizer(const keel_model *m);
+
+// Load a tokenizer without weights: a (vocab-only) .gguf or a tokenizer.json.
+KEEL_API keel_status keel_tokenizer_load(const char *path, keel_tokenizer **out, keel_err *err);
+KEEL_API void keel_tokenizer_free(keel_tokenizer *t);
+
+KEEL_API keel_tokenizer_kind keel_tokenizer_get_kind(const keel_tokenizer *t);
+KEEL_API int32_t keel_tokenizer_n_vocab(const keel_tokenizer *t);
+KEEL_API int32_t keel_token_bos(const keel_tokenizer *t); // -1 when none
+KEEL_API int32_t keel_token_eos(const keel_tokenizer *t); // -1 when none
+// End-of-generation: EOS, or a turn terminator such as <|im_end|> / <|eot_id|>.
+KEEL_API bool keel_token_is_eog(const keel_tokenizer *t, int32_t id);
+// The stored piece text of a token (e.g. "▁the", "<0x0A>", "Ġthe"); NULL if out of range.
+KEEL_API const char *keel_token_text(const keel_tokenizer *t, int32_t id);
+
+// Encode UTF-8 text. add_special: add BOS/EOS as the tokenizer's rules say.
+// parse_special: recognise special/added tokens written in the text.
+// Invalid UTF-8 is an error. *ids is allocated (keel_free).
+KEEL_API keel_status keel_tokenize(const keel_tokenizer *t, const char *text, size_t len,
+                                   bool add_special, bool parse_special,
+                                   int32_t **ids, size_t *n_ids, keel_err *err);
+
+// Decode one token to bytes as it appears in text (byte tokens become raw
+// bytes, "▁" becomes a space, byte-level BPE is unmapped). Control tokens
+// decode to "" unless render_special. Returns the byte length; writes at most
+// cap bytes (no NUL). A return > cap means buf was too small.
+KEEL_API size_t keel_token_to_piece(const keel_tokenizer *t, int32_t id, bool render_special,
+                                    char *buf, size_t cap);
+
+// Decode a sequence to a NUL-terminated string (keel_free). Follows the
+// tokenizer's rules for the leading space of SentencePiece vocabularies.
+KEEL_API keel_status keel_detokenize(const keel_tokenizer *t, const int32_t *ids, size_t n,
+                                     bool render_special, char **out, keel_err *err);
+
+// ---------------------------------------------------------------- chat
+
+typedef enum keel_chat_format {
+    KEEL_CHAT_NONE = 0,  // the model has no known template
+    KEEL_CHAT_CHATML,    // <|im_start|>role\n...<|im_end|>\n (SmolLM2, Qwen)
+    KEEL_CHAT_LLAMA2,    // <s>[INST] <<SYS>>...<</SYS>> ... [/INST]
+} keel_chat_format;
+
+typedef struct keel_chat_msg {
+    const char *role;    // "system", "user", "assistant"
+    const char *content;
+} keel_chat_msg;
+
+// Chosen from the model's chat template metadata.
+KEEL_API keel_chat_format keel_tokenizer_chat_format(const keel_tokenizer *t);
+KEEL_API bool keel_tokenizer_has_chat_template(const keel_tokenizer *t);
+KEEL_API const char *keel_chat_format_name(keel_chat_format f);
+
+// Render messages as the template does; add_assistant appends the opening of
+// an assistant turn. *out is a NUL-terminated string (keel_free); it contains
+// special tokens as text, to be tokenized with parse_special = true.
+KEEL_API keel_status keel_chat_apply(const keel_tokenizer *t, const keel_chat_msg *msgs, size_t n,
+                                     bool add_assistant, char **out, keel_err *err);
+
+// ---------------------------------------------------------------- inference
+
+typedef struct keel_context keel_context; // a KV cache + scratch for one sequence
+
+// n_ctx: positions the KV cache holds (0 = the model's training context).
+KEEL_API keel_status keel_context_init(const keel_model *m, int32_t n_ctx, keel_context **out,
+                                       keel_err *err);
+KEEL_API void keel_context_free(keel_context *c);
+KEEL_API int32_t keel_context_n_ctx(const keel_context *c);
+
+typedef enum keel_logits_mode {
+    KEEL_LOGITS_LAST = 0, // logits of the last token only: (n_vocab)
+    KEEL_LOGITS_ALL = 1,  // logits of every token: (n, n_vocab)
+} keel_logits_mode;
+
+// Run tokens[0..n) at positions pos..pos+n-1, attending to the cached
+// positions [0, pos). Entries at >= pos are overwritten. logits may be NULL.
+KEEL_API keel_status keel_eval(keel_context *c, const int32_t *tokens, int32_t n, int32_t pos,
+                               float *logits, keel_logits_mode mode, keel_err *err);
+
+// ---------------------------------------------------------------- sampling
+
+typedef struct keel_sampler keel_sampler;
+
+typedef struct keel_sampler_params {
+    float temp;     // <= 0: greedy (argmax)
+    int32_t top_k;  // <= 0: off
+    float top_p;    // >= 1: off
+    uint64_t seed;
+} keel_sampler_params;
+
+KEEL_API keel_sampler_params keel_sampler_default_params(void);
+KEEL_API keel_sampler *keel_sampler_init(const keel_sampler_params *p); // NULL on OOM
+KEEL_API void keel_sampler_free(keel_sampler *s);
+// Pick a token from logits (n_vocab). Deterministic for a given seed.
+KEEL_API int32_t keel_sampler_sample(keel_sampler *s, const float *logits, int32_t n_vocab);
+
+// ---------------------------------------------------------------- perplexity
+
+typedef struct keel_ppl_result {
+    double ppl;       // exp(mean NLL)
+    double nll_mean;  // nats per scored token
+    double nll_stderr;// standard error of the mean NLL
+    int64_t n_scored; // tokens scored
+    int32_t n_chunks; // windows evaluated
+} keel_ppl_result;
+
+typedef void (*keel_ppl_progress)(int32_t chunk, int32_t n_chunks, double ppl_so_far, void *ud);
+
+// llama.cpp's llama-perplexity method: the tokens are cut into
+// floor(n / n_ctx) windows of n_ctx tokens, the first token of each window is
+// replaced by BOS when the tokenizer adds one, and only the second half of
+// each window is scored. Needs a context with n_ctx >= the window.
+KEEL_API keel_status keel_perplexity(keel_context *c, const int32_t *tokens, size_t n,
+                                     int32_t n_window, keel_ppl_progress cb, void *ud,
+                                     keel_ppl_result *out, keel_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif // KEEL_H

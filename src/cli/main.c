@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: MIT
+// main.c — `keel <command>`: dispatch only; each command lives in cmd_*.c.
+#include "cli.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "keel %s — fine-tuning engine for LLMs\n\n"
+            "usage: keel <command> [options]\n\n"
+            "commands:\n"
+            "  info        describe a model file: architecture, tokenizer, tensors\n"
+            "  generate    generate text from a prompt (streaming)\n"
+            "  perplexity  perplexity of a text file (llama.cpp's method)\n"
+            "  tokenize    show the token ids of a text\n\n"
+            "Run 'keel <command> --help' for its options.\n",
+            KEEL_VERSION);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("keel %s\n", KEEL_VERSION);
+        return 0;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {
+        {"info", keel_cmd_info},
+        {"generate", keel_cmd_generate},
+        {"perplexity", keel_cmd_perplexity},
+        {"tokenize", keel_cmd_tokenize},
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (!strcmp(cmd, cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "keel: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: MIT
+// io.h — model-file readers: GGUF (v2, v3) and safetensors (+ HF config.json
+// via cJSON in model/). Readers only parse and bounds-check; they never
+// compute. Tensor data stays in the read-only mapping.
+#ifndef KEEL_IO_H
+#define KEEL_IO_H
+
+#include "core/core.h"
+
+// A tensor inside a mapped file. ne[0] innermost (GGUF order).
+typedef struct keel_tensor_info {
+    char *name;
+    keel_dtype type;
+    int32_t n_dims;
+    int64_t ne[4];      // unused dims are 1
+    size_t nbytes;
+    uint64_t offset;    // byte offset of the data from the start of the file
+    const void *data;   // points into the mapping
+} keel_tensor_info;
+
+// Bytes a tensor of type t with ne elements needs; false if t is unknown,
+// ne[0] is not a multiple of the block size, or the size overflows.
+KEEL_INTERNAL bool keel_dtype_nbytes(keel_dtype t, const int64_t ne[4], size_t *out);
+// Elements per block (32 for Q4_0/Q4_1/Q8_0, 1 otherwise); 0 for unknown types.
+KEEL_INTERNAL int keel_dtype_block(keel_dtype t);
+KEEL_INTERNAL bool keel_dtype_known(uint32_t t);
+
+// ---- GGUF -----------------------------------------------------------------
+//
+// Layout (all little-endian):
+//   u32 magic "GGUF" | u32 version (2, 3; v1 is rejected) | u64 n_tensors | u64 n_kv
+//   n_kv × { string key | u32 value_type | value }
+//   n_tensors × { string name | u32 n_dims | u64 ne[n_dims] | u32 type | u64 offset }
+//   padding to general.alignment (default 32) | tensor data (offsets relative to here)
+//   string = u64 len + bytes (no NUL). array = u32 elem_type + u64 n + elements.
+
+typedef enum keel_gguf_type {
+    KEEL_GGUF_UINT8 = 0, KEEL_GGUF_INT8 = 1, KEEL_GGUF_UINT16 = 2, KEEL_GGUF_INT16 = 3,
+    KEEL_GGUF_UINT32 = 4, KEEL_GGUF_INT32 = 5, KEEL_GGUF_FLOAT32 = 6, KEEL_GGUF_BOOL = 7,
+    KEEL_GGUF_STRING = 8, KEEL_GGUF_ARRAY = 9, KEEL_GGUF_UINT64 = 10, KEEL_GGUF_INT64 = 11,
+    KEEL_GGUF_FLOAT64 = 12,
+} keel_gguf_type;
+
+typedef struct keel_gguf keel_gguf;
+
+// Open, map and validate a GGUF file (header, every KV, every tensor info,
+// alignment, offsets/sizes inside the file, no overlaps). Unsupported tensor
+// types are an error naming the tensor and the type.
+KEEL_INTERNAL keel_status keel_gguf_open(const char *path, keel_gguf **out, keel_err *err);
+KEEL_INTERNAL void keel_gguf_close(keel_gguf *g);
+KEEL_INTERNAL const char *keel_gguf_path(const keel_gguf *g);
+KEEL_INTERNAL uint32_t keel_gguf_version(const keel_gguf *g);
+KEEL_INTERNAL size_t keel_gguf_alignment(const keel_gguf *g);
+
+KEEL_INTERNAL int64_t keel_gguf_n_kv(const keel_gguf *g);
+KEEL_INTERNAL int64_t keel_gguf_find_key(const keel_gguf *g, const char *key); // -1 if absent
+KEEL_INTERNAL const char *keel_gguf_key(const keel_gguf *g, int64_t i);
+KEEL_INTERNAL keel_gguf_type keel_gguf_kv_type(const keel_gguf *g, int64_t i);
+KEEL_INTERNAL keel_gguf_type keel_gguf_arr_type(const keel_gguf *g, int64_t i); // for ARRAY kvs
+KEEL_INTERNAL uint64_t keel_gguf_arr_n(const keel_gguf *g, int64_t i);
+
+// Typed getters by key. Missing key: returns KEEL_ERR_FORMAT unless the key is
+// optional (then *out keeps its default and KEEL_OK is returned when
+// `optional`). Integer getters accept any integer type whose value fits;
+// float getters accept FLOAT32/FLOAT64. A wrong type is KEEL_ERR_FORMAT
+// naming the key and both types.
+KEEL_INTERNAL keel_status keel_gguf_get_u32(const keel_gguf *g, const char *key, bool optional, uint32_t *out, keel_err *err);
+KEEL_INTERNAL keel_status keel_gguf_get_i64(const keel_gguf *g, const char *key, bool optional, int64_t *out, keel_err *err);
+KEEL_INTERNAL keel_status keel_gguf_get_f32(const keel_gguf *g, const char *key, bool optional, float *out, keel_err *err);
+KEEL_INTERNAL keel_status keel_gguf_get_bool(const keel_gguf *g, const char *key, bool optional, bool *out, keel_err *err);
+// String values: *out points into the mapping, NOT NUL-terminated; *len its length.
+KEEL_INTERNAL keel_status keel_gguf_get_str(const keel_gguf *g, const char *key, bool optional, const char **out, size_t *len, keel_err *err);
+
+// Array access by kv index (check keel_gguf_arr_type first).
+// Numeric arrays: pointer to the packed little-endian elements in the mapping
+// (may be unaligned: read with memcpy).
+KEEL_INTERNAL const void *keel_gguf_arr_data(const keel_gguf *g, int64_t i);
+// String arrays: element j (pointer into the mapping, not NUL-terminated).
+KEEL_INTERNAL const char *keel_gguf_arr_str(const keel_gguf *g, int64_t i, uint64_t j, size_t *len);
+
+KEEL_INTERNAL int64_t keel_gguf_n_tensors(const keel_gguf *g);
+KEEL_INTERNAL const keel_tensor_info *keel_gguf_tensor(const keel_gguf *g, int64_t i);
+KEEL_INTERNAL const keel_tensor_info *keel_gguf_find_tensor(const keel_gguf *g, const char *name);
+
+// ---- safetensors --------------------------------------------------------------
+//
+// Layout: u64 header_len | JSON header {"name": {"dtype","shape","data_offsets":[b,e]},
+// "__metadata__": {...}} | data. Offsets relative to the data start.
+// F32, F16 and BF16 are supported; others are rejected naming the tensor.
+
+typedef struct keel_safetensors keel_safetensors;
+
+KEEL_INTERNAL keel_status keel_st_open(const char *path, keel_safetensors **out, keel_err *err);
+KEEL_INTERNAL void keel_st_close(keel_safetensors *s);
+KEEL_INTERNAL const char *keel_st_path(const keel_safetensors *s);
+KEEL_INTERNAL int64_t keel_st_n_tensors(const keel_safetensors *s);
+// ne is in GGUF order: safetensors shape [out, in] becomes ne = {in, out}.
+KEEL_INTERNAL const keel_tensor_info *keel_st_tensor(const keel_safetensors *s, int64_t i);
+KEEL_INTERNAL const keel_tensor_info *keel_st_find_tensor(const keel_safetensors *s, const char *name);
+// "__metadata__" string value for key, or NULL.
+KEEL_INTERNAL const char *keel_st_metadata(const keel_safetensors *s, const char *key);
+
+#endif // KEEL_IO_H
