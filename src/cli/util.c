@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+// util.c — small helpers shared by the CLI commands: error printing, option
+// value parsing, reading a file or stdin.
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+
+int keel_cli_fail(const keel_err *err, const char *hint) {
+    fprintf(stderr, "keel: %s\n", err->msg[0] ? err->msg : keel_status_str(err->code));
+    if (hint) fprintf(stderr, "HINT: %s\n", hint);
+    return 1;
+}
+
+bool keel_cli_int(const char *opt, const char *val, long lo, long hi, long *out) {
+    if (!val) {
+        fprintf(stderr, "keel: option %s needs a value\n", opt);
+        return false;
+    }
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(val, &end, 10);
+    if (errno || end == val || *end || v < lo || v > hi) {
+        fprintf(stderr, "keel: option %s: '%s' is not an integer in [%ld, %ld]\n", opt, val, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool keel_cli_float(const char *opt, const char *val, double lo, double hi, double *out) {
+    if (!val) {
+        fprintf(stderr, "keel: option %s needs a value\n", opt);
+        return false;
+    }
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || end == val || *end || !isfinite(v) || v < lo || v > hi) {
+        fprintf(stderr, "keel: option %s: '%s' is not a number in [%g, %g]\n", opt, val, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+char *keel_cli_slurp(const char *path, size_t *len) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "keel: %s: cannot open: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); buf = NULL; break; }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        if (r == 0) break;
+        n += r;
+    }
+    bool bad = ferror(f);
+    if (f != stdin) fclose(f);
+    if (!buf || bad) {
+        fprintf(stderr, "keel: %s: %s\n", path, buf ? "read error" : "out of memory");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
