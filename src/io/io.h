@@ -39,6 +39,7 @@ typedef enum keel_gguf_type {
     KEEL_GGUF_UINT32 = 4, KEEL_GGUF_INT32 = 5, KEEL_GGUF_FLOAT32 = 6, KEEL_GGUF_BOOL = 7,
     KEEL_GGUF_STRING = 8, KEEL_GGUF_ARRAY = 9, KEEL_GGUF_UINT64 = 10, KEEL_GGUF_INT64 = 11,
     KEEL_GGUF_FLOAT64 = 12,
+    KEEL_GGUF_TYPE_COUNT = 13, // not a value type: returned for an out-of-range index / non-array kv
 } keel_gguf_type;
 
 typedef struct keel_gguf keel_gguf;
