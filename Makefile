@@ -17,16 +17,18 @@ USE_OPENBLAS ?= auto
 USE_OPENMP ?= auto
 
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+# override: `make asan`/`make fuzz` pass CFLAGS on the command line, which would
+# otherwise drop these (and -fopenmp below) silently.
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
           -Wno-unused-parameter -fvisibility=hidden -MMD -MP
 CPPFLAGS += -Iinclude -Isrc
 LDLIBS += -lm
 
 ifeq ($(FAST),1)
-  CFLAGS += -O3
+  override CFLAGS += -O3
 endif
 ifeq ($(NATIVE),1)
-  CFLAGS += -march=native
+  override CFLAGS += -march=native
 endif
 # Our AVX-512 kernels are compiled with per-function target attributes and
 # picked at run time, so the default build runs on any x86-64.
@@ -46,8 +48,8 @@ $(eval $(call require_pc,libcjson,libcjson-dev))
 # ---- optional: OpenMP (one thread pool for everything) ----------------------
 ifneq ($(USE_OPENMP),0)
   ifeq ($(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null >/dev/null 2>&1 && echo y),y)
-    CFLAGS += -fopenmp
-    LDFLAGS += -fopenmp
+    override CFLAGS += -fopenmp
+    override LDFLAGS += -fopenmp
     $(info + OpenMP)
   else ifeq ($(USE_OPENMP),1)
     $(error USE_OPENMP=1 but $(CC) does not accept -fopenmp)
@@ -88,7 +90,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 LIB := $(BUILD)/libkeel.a
 KEEL := $(BUILD)/keel
 
-.PHONY: all test asan check fuzz fuzz-replay bench clean checksymbols demo
+.PHONY: all test asan check fuzz fuzz-libfuzzer fuzz-replay bench clean checksymbols demo
 all: $(KEEL) keel
 
 keel: $(KEEL)
@@ -112,6 +114,14 @@ $(BUILD)/tests/%: tests/unit/%.c tests/test.h $(LIB)
 $(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_main.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< tests/fuzz/fuzz_main.c $(LIB) $(LDFLAGS) $(LDLIBS)
+
+# libFuzzer builds of the same targets (clang; `make fuzz` passes the sanitizer
+# CFLAGS). Run e.g. build-fuzz/fuzz-lf/fuzz_gguf tests/fuzz/corpus/gguf -max_total_time=120
+FUZZ_LF_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz-lf/%)
+fuzz-libfuzzer: $(FUZZ_LF_BIN)
+$(BUILD)/fuzz-lf/%: tests/fuzz/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
 
 # The C compile test of the public header alone (llama.cpp tests/test-c.c).
 $(BUILD)/tests/header_c: tests/header_c.c include/keel.h

@@ -280,9 +280,13 @@ static bool kv_int(const keel_gguf *g, const gguf_kv *kv, bool *neg, uint64_t *m
 
 // ---- open -------------------------------------------------------------------------
 
-static int cmp_offset(const void *a, const void *b, void *ud) {
-    const keel_tensor_info *t = ud;
-    uint64_t x = t[*(const int64_t *)a].offset, y = t[*(const int64_t *)b].offset;
+typedef struct span {
+    uint64_t begin; // relative offset
+    int64_t i;      // tensor index
+} span;
+
+static int cmp_span(const void *a, const void *b) {
+    uint64_t x = ((const span *)a)->begin, y = ((const span *)b)->begin;
     return x < y ? -1 : x > y;
 }
 
@@ -466,13 +470,14 @@ static keel_status place_tensors(keel_gguf *g, reader *r) {
                              "of the data section (%" PRIu64 " bytes)", r->path, t->name, t->offset, t->nbytes,
                              data_size);
     }
-    int64_t *order = keel_malloc((size_t)g->n_tensors * sizeof *order);
+    // no overlaps: sort by start, then each range must end before the next begins
+    span *order = keel_malloc((size_t)g->n_tensors * sizeof *order);
     if (!order) return KEEL_FAIL(r->err, KEEL_ERR_NOMEM, "%s: out of memory", r->path);
-    for (int64_t i = 0; i < g->n_tensors; i++) order[i] = i;
-    qsort_r(order, (size_t)g->n_tensors, sizeof *order, cmp_offset, g->tensors);
+    for (int64_t i = 0; i < g->n_tensors; i++) order[i] = (span){g->tensors[i].offset, i};
+    qsort(order, (size_t)g->n_tensors, sizeof *order, cmp_span);
     keel_status st = KEEL_OK;
     for (int64_t k = 1; k < g->n_tensors; k++) {
-        const keel_tensor_info *p = &g->tensors[order[k - 1]], *t = &g->tensors[order[k]];
+        const keel_tensor_info *p = &g->tensors[order[k - 1].i], *t = &g->tensors[order[k].i];
         if (p->offset + p->nbytes > t->offset) {
             st = KEEL_FAIL(r->err, KEEL_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap", r->path, p->name, t->name);
             break;
