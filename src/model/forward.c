@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: MIT
+// forward.c — the Llama forward pass over a batch of T tokens with a KV cache
+// (llama2.c run.c `forward`, batched): embedding -> n_layer x [RMSNorm ->
+// q,k,v -> RoPE -> causal GQA attention -> output proj -> residual -> RMSNorm
+// -> SwiGLU FFN -> residual] -> RMSNorm -> lm head. fp32 activations; the
+// weights stay in their stored type (ops/matmul.c dequantizes panels). Keys
+// and values are written straight into the cache rows of their positions.
+#include "model/model.h"
+
+static size_t max3(size_t a, size_t b, size_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+keel_status keel_kv_cache_init(const keel_model *m, int32_t n_ctx, keel_kv_cache *kv, keel_err *err) {
+    memset(kv, 0, sizeof *kv);
+    const keel_model_desc *d = &m->desc;
+    size_t n = (size_t)d->n_layer * (size_t)n_ctx * (size_t)d->n_head_kv * (size_t)m->head_dim;
+    if (n_ctx < 1 || n > SIZE_MAX / sizeof(float) / 2)
+        return KEEL_FAIL(err, KEEL_ERR_INVALID, "context of %d positions is too large", (int)n_ctx);
+    kv->k = keel_malloc_aligned(n * sizeof(float));
+    kv->v = keel_malloc_aligned(n * sizeof(float));
+    if (!kv->k || !kv->v) {
+        keel_kv_cache_free(kv);
+        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "KV cache: out of memory (%d positions, %.1f MiB)", (int)n_ctx,
+                         2.0 * (double)n * sizeof(float) / 1048576.0);
+    }
+    kv->n_ctx = n_ctx;
+    return KEEL_OK;
+}
+
+void keel_kv_cache_free(keel_kv_cache *kv) {
+    if (!kv) return;
+    keel_free_aligned(kv->k);
+    keel_free_aligned(kv->v);
+    memset(kv, 0, sizeof *kv);
+}
+
+keel_status keel_fwd_buf_init(const keel_model *m, int32_t max_T, int32_t n_ctx, keel_fwd_buf *b,
+                              keel_err *err) {
+    memset(b, 0, sizeof *b);
+    const keel_model_desc *d = &m->desc;
+    size_t T = (size_t)max_T, C = (size_t)d->n_embd, Q = (size_t)d->n_head * (size_t)m->head_dim;
+    size_t F = (size_t)d->n_ff;
+    float **bufs[] = {&b->x, &b->xb, &b->q, &b->att, &b->hb, &b->hb2, &b->cs};
+    size_t sizes[] = {T * C, T * (C > Q ? C : Q), T * Q, T * Q, T * F, T * F, T * (size_t)d->n_rot};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        *bufs[i] = keel_malloc_aligned(sizes[i] * sizeof(float));
+        if (!*bufs[i]) {
+            keel_fwd_buf_free(b);
+            return KEEL_FAIL(err, KEEL_ERR_NOMEM, "activation buffers: out of memory (%d tokens)", (int)max_T);
+        }
+    }
+    size_t per = max3(keel_matmul_scratch_floats((int64_t)max3(C, Q, F)),
+                      keel_attention_scratch_floats(n_ctx), 0);
+    keel_status st = keel_ops_scratch_init(&b->ops, m->n_threads, per, err);
+    if (st) {
+        keel_fwd_buf_free(b);
+        return st;
+    }
+    b->max_T = max_T;
+    return KEEL_OK;
+}
+
+void keel_fwd_buf_free(keel_fwd_buf *b) {
+    if (!b) return;
+    keel_free_aligned(b->x);
+    keel_free_aligned(b->xb);
+    keel_free_aligned(b->q);
+    keel_free_aligned(b->att);
+    keel_free_aligned(b->hb);
+    keel_free_aligned(b->hb2);
+    keel_free_aligned(b->cs);
+    keel_ops_scratch_free(&b->ops);
+    memset(b, 0, sizeof *b);
+}
+
+void keel_model_forward(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b, const int32_t *tokens,
+                        int32_t T, int32_t pos, float *logits, bool all_logits) {
+    const keel_model_desc *d = &m->desc;
+    const int64_t C = d->n_embd, hd = m->head_dim, K = d->n_head_kv * hd;
+    const int64_t F = d->n_ff, V = d->n_vocab;
+    const keel_ops_scratch *s = &b->ops;
+    KEEL_ASSERT(T >= 1 && T <= b->max_T && pos >= 0 && (int64_t)pos + T <= kv->n_ctx);
+
+    // x (T, C) = token embedding rows
+    for (int32_t t = 0; t < T; t++) {
+        KEEL_ASSERT(tokens[t] >= 0 && tokens[t] < V);
+        keel_dequant_row(m->tok_embd.type, m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes,
+                         b->x + t * C, C);
+    }
+    keel_rope_table(b->cs, pos, T, d->n_rot, d->rope_theta);
+
+    for (int l = 0; l < d->n_layer; l++) {
+        const keel_layer *L = &m->layers[l];
+        float *kc = kv->k + (size_t)l * kv->n_ctx * K; // (n_ctx, K) of this layer
+        float *vc = kv->v + (size_t)l * kv->n_ctx * K;
+
+        // attention
+        keel_op_rmsnorm_fwd(b->xb, b->x, L->attn_norm, T, C, d->norm_eps);
+        keel_matmul(b->q, b->xb, &L->wq, T, s);            // (T, Q)
+        keel_matmul(kc + (size_t)pos * K, b->xb, &L->wk, T, s); // (T, K) into the cache
+        keel_matmul(vc + (size_t)pos * K, b->xb, &L->wv, T, s);
+        keel_op_rope_fwd(b->q, b->cs, T, d->n_head, (int)hd, d->n_rot, m->rope);
+        keel_op_rope_fwd(kc + (size_t)pos * K, b->cs, T, d->n_head_kv, (int)hd, d->n_rot, m->rope);
+        keel_op_attention_fwd(b->att, b->q, kc, vc, T, pos, d->n_head, d->n_head_kv, (int)hd, s);
+        keel_matmul(b->xb, b->att, &L->wo, T, s);          // (T, C)
+        keel_op_add(b->x, b->xb, T * C);
+
+        // feed-forward
+        keel_op_rmsnorm_fwd(b->xb, b->x, L->ffn_norm, T, C, d->norm_eps);
+        keel_matmul(b->hb, b->xb, &L->w_gate, T, s);       // (T, F)
+        keel_matmul(b->hb2, b->xb, &L->w_up, T, s);        // (T, F)
+        keel_op_swiglu_fwd(b->hb, b->hb, b->hb2, T * F);
+        keel_matmul(b->xb, b->hb, &L->w_down, T, s);       // (T, C)
+        keel_op_add(b->x, b->xb, T * C);
+    }
+
+    if (!logits) return;
+    // Only the rows whose logits are wanted go through the final norm and the head.
+    int64_t t0 = all_logits ? 0 : T - 1, nt = T - t0;
+    keel_op_rmsnorm_fwd(b->xb, b->x + t0 * C, m->output_norm, nt, C, d->norm_eps);
+    keel_matmul(logits, b->xb, &m->output, nt, s);         // (nt, V)
+}

@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: MIT
+// model.h — the Llama-family model inside keel: hyper-parameters, weights
+// bound by name from a GGUF file or a Hugging Face directory (load.c), and the
+// forward pass over a batch of tokens with a KV cache (forward.c). The public
+// handle keel_model (include/keel.h) is this struct. Sits above ops/, io/ and
+// tokenizer/, below eval/ and train/.
+#ifndef KEEL_MODEL_H
+#define KEEL_MODEL_H
+
+#include "core/core.h"
+#include "io/io.h"
+#include "ops/ops.h"
+
+// One transformer block. C = n_embd, Q = n_head*head_dim, K = n_head_kv*head_dim, F = n_ff.
+typedef struct keel_layer {
+    const float *attn_norm; // (C) float copy
+    const float *ffn_norm;  // (C) float copy
+    keel_wmat wq;           // (Q, C)
+    keel_wmat wk;           // (K, C)
+    keel_wmat wv;           // (K, C)
+    keel_wmat wo;           // (C, Q)
+    keel_wmat w_gate;       // (F, C)
+    keel_wmat w_up;         // (F, C)
+    keel_wmat w_down;       // (C, F)
+} keel_layer;
+
+struct keel_model {
+    keel_model_desc desc;    // public description (strings below)
+    int32_t head_dim;
+    keel_rope_style rope;    // NORM for GGUF (Meta row order), NEOX for HF
+    int n_threads;
+
+    keel_wmat tok_embd;      // (V, C)
+    keel_wmat output;        // (V, C); the same rows as tok_embd when tied
+    const float *output_norm;// (C)
+    keel_layer *layers;      // (n_layer)
+    float *norms;            // owns every norm vector: ((2 * n_layer + 1), C)
+
+    // where the weights live (mapped read-only for the model's lifetime)
+    keel_gguf *gguf;
+    keel_safetensors **shards;
+    int n_shards;
+    const keel_tensor_info **tensors; // every tensor of the file(s), for keel_model_tensor
+    int64_t n_tensors;
+
+    keel_tokenizer *tok;
+    char *arch, *name, *format;
+};
+
+// ---- forward (forward.c) ----------------------------------------------------------
+
+// KV cache for one sequence: k, v (n_layer, n_ctx, n_head_kv * head_dim).
+typedef struct keel_kv_cache {
+    int32_t n_ctx;
+    float *k, *v;
+} keel_kv_cache;
+
+// Activations for up to max_T tokens per forward call, allocated once.
+typedef struct keel_fwd_buf {
+    int32_t max_T;
+    float *x;    // (max_T, C) residual stream
+    float *xb;   // (max_T, max(C, Q)) normed input / projection output
+    float *q;    // (max_T, Q)
+    float *att;  // (max_T, Q)
+    float *hb;   // (max_T, F)
+    float *hb2;  // (max_T, F)
+    float *cs;   // (max_T, n_rot/2, 2) rope cos/sin
+    keel_ops_scratch ops;
+} keel_fwd_buf;
+
+KEEL_INTERNAL keel_status keel_kv_cache_init(const keel_model *m, int32_t n_ctx, keel_kv_cache *kv,
+                                             keel_err *err);
+KEEL_INTERNAL void keel_kv_cache_free(keel_kv_cache *kv);
+KEEL_INTERNAL keel_status keel_fwd_buf_init(const keel_model *m, int32_t max_T, int32_t n_ctx,
+                                            keel_fwd_buf *b, keel_err *err);
+KEEL_INTERNAL void keel_fwd_buf_free(keel_fwd_buf *b);
+
+// Run T (1..b->max_T) valid token ids at positions pos..pos+T-1 (pos+T <=
+// kv->n_ctx), writing their keys/values into the cache. logits: NULL, or
+// (T, V) when all_logits, else (V) for the last token. The caller validates.
+KEEL_INTERNAL void keel_model_forward(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b,
+                                      const int32_t *tokens, int32_t T, int32_t pos, float *logits,
+                                      bool all_logits);
+
+#endif // KEEL_MODEL_H
