@@ -356,7 +356,7 @@ static int32_t match_special(const keel_tokenizer *t, const char *s, size_t avai
     for (int32_t j = t->special_first[b]; j < t->special_first[b + 1]; j++) {
         int32_t id = t->special[j];
         const keel_tok_entry *e = &t->tok[id];
-        if (e->type == KEEL_TOK_CONTROL && !parse_special) continue;
+        if (e->type != KEEL_TOK_USER_DEFINED && !parse_special) continue; // control, unknown
         if (e->len <= avail && memcmp(keel_tok_text(t, id), s, e->len) == 0) return id;
     }
     return -1;

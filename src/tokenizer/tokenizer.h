@@ -86,7 +86,7 @@ struct keel_tokenizer {
     int n_pre;
     char *pre_name;          // for messages ("gpt-2", "smollm", "tokenizer.json")
 
-    // tokens matched in raw text before the model runs (CONTROL with
+    // tokens matched in raw text before the merges (CONTROL and UNKNOWN with
     // parse_special, USER_DEFINED always), longest first per leading byte
     int32_t *special;        // ids, sorted by (first byte, length desc)
     int32_t n_special;

@@ -324,11 +324,18 @@ static const char *const eog_texts[] = {
     "<end_of_turn>", "<|eom_id|>", "<EOT>", "<|END_OF_TURN_TOKEN|>", "<｜end▁of▁sentence｜>",
 };
 
+// Tokens found in raw text before the merges run: user-defined (added)
+// tokens always, control and unknown tokens with parse_special (llama.cpp and
+// HF agree on this split).
+static bool is_matchable(int type) {
+    return type == KEEL_TOK_CONTROL || type == KEEL_TOK_USER_DEFINED || type == KEEL_TOK_UNKNOWN;
+}
+
 static keel_status finish_special(keel_tokenizer *t, keel_err *err) {
     int32_t n = 0;
     for (int32_t id = 0; id < t->n_vocab; id++) {
         int ty = t->tok[id].type;
-        if ((ty == KEEL_TOK_CONTROL || ty == KEEL_TOK_USER_DEFINED) && t->tok[id].len > 0) n++;
+        if (is_matchable(ty) && t->tok[id].len > 0) n++;
     }
     free(t->special);
     t->special = NULL;
@@ -342,7 +349,7 @@ static keel_status finish_special(keel_tokenizer *t, keel_err *err) {
         }
         for (int32_t id = 0; id < t->n_vocab; id++) {
             int ty = t->tok[id].type;
-            if ((ty == KEEL_TOK_CONTROL || ty == KEEL_TOK_USER_DEFINED) && t->tok[id].len > 0)
+            if (is_matchable(ty) && t->tok[id].len > 0)
                 k[t->n_special++] = (special_key){(unsigned char)keel_tok_text(t, id)[0], t->tok[id].len, id};
         }
         qsort(k, (size_t)n, sizeof *k, special_cmp);

@@ -11,6 +11,7 @@
 #include "test.h"
 
 #include "keel.h"
+#include "tokenizer/tokenizer.h" // keel_tokenizer_from_hf
 
 #include <cJSON.h>
 
@@ -137,12 +138,398 @@ static int run_vocab(const char *name, int *total) {
     return pass;
 }
 
+// ---------------------------------------------------------------- helpers
+
+static keel_tokenizer *load_shared(const char *rel) {
+    char path[512];
+    test_shared_path(path, sizeof path, rel);
+    keel_err err;
+    keel_tokenizer *t = NULL;
+    if (keel_tokenizer_load(path, &t, &err) != KEEL_OK) {
+        fprintf(stderr, "load %s: %s\n", path, err.msg);
+        return NULL;
+    }
+    return t;
+}
+
+static cJSON *load_json(const char *path) {
+    char *s = read_all(path, NULL);
+    if (!s) return NULL;
+    cJSON *j = cJSON_Parse(s);
+    free(s);
+    return j;
+}
+
+// ids of a JSON array
+static int json_ids(const cJSON *a, int32_t *v, int cap) {
+    int n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, a) if (n < cap) v[n++] = (int32_t)it->valuedouble;
+    return n;
+}
+
+static bool encode_is(const keel_tokenizer *t, const char *s, size_t len, bool add_special, bool parse_special,
+                      const int32_t *want, size_t n_want, const char *what) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    keel_err err;
+    keel_status st = keel_tokenize(t, s, len, add_special, parse_special, &ids, &n, &err);
+    bool ok = st == KEEL_OK && same_ids(ids, n, want, n_want);
+    if (!ok) {
+        fprintf(stderr, "  %s \"%.60s\" (add_special %d, parse_special %d): %s\n", what, s, add_special,
+                parse_special, st ? err.msg : "ids differ");
+        print_ids("want", want, n_want);
+        if (!st) print_ids("got ", ids, n);
+    }
+    keel_free(ids);
+    return ok;
+}
+
+// ---------------------------------------------------------------- HF json vs GGUF
+
+// tokenizer.json and its GGUF twin give the same ids on llama.cpp's strings
+// (all four add_special/parse_special settings), and both match HF
+// tokenizers on tests/golden/hf_tokenizers_extra.json.
+static void test_hf_twins(const char *json_rel, const char *gguf_rel, const char *golden_key) {
+    keel_tokenizer *tj = load_shared(json_rel), *tg = load_shared(gguf_rel);
+    if (!tj || !tg) {
+        CHECK("tokenizer.json and GGUF twin load", false);
+        keel_tokenizer_free(tj);
+        keel_tokenizer_free(tg);
+        return;
+    }
+    CHECK("same vocab size", keel_tokenizer_n_vocab(tj) == keel_tokenizer_n_vocab(tg));
+    CHECK("same kind", keel_tokenizer_get_kind(tj) == keel_tokenizer_get_kind(tg));
+    CHECK("same bos", keel_token_bos(tj) == keel_token_bos(tg));
+    CHECK("same eos", keel_token_eos(tj) == keel_token_eos(tg));
+    char path[512];
+    test_shared_path(path, sizeof path, gguf_rel);
+    static vcase cases[MAX_CASES];
+    int n = load_vectors(path, cases), agree = 0;
+    for (int i = 0; i < n; i++) {
+        bool all = true;
+        for (int mode = 0; mode < 4; mode++) {
+            bool as = mode & 1, ps = mode & 2;
+            int32_t *a = NULL, *b = NULL;
+            size_t na = 0, nb = 0;
+            keel_err err;
+            bool ok = keel_tokenize(tj, cases[i].text, cases[i].len, as, ps, &a, &na, &err) == KEEL_OK &&
+                      keel_tokenize(tg, cases[i].text, cases[i].len, as, ps, &b, &nb, &err) == KEEL_OK &&
+                      same_ids(a, na, b, nb);
+            if (!ok) fprintf(stderr, "  %s vs GGUF #%d mode %d differ\n", json_rel, i, mode);
+            all = all && ok;
+            keel_free(a);
+            keel_free(b);
+        }
+        agree += all;
+        CHECK("tokenizer.json == GGUF", all);
+        free(cases[i].text);
+    }
+    printf("%-40s agrees with its GGUF twin on %d/%d strings x 4 modes\n", json_rel, agree, n);
+
+    cJSON *g = load_json("tests/golden/hf_tokenizers_extra.json");
+    CHECK("tests/golden/hf_tokenizers_extra.json readable", g != NULL);
+    int gp = 0, gn = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(g, golden_key)) {
+        const char *text = cJSON_GetObjectItem(it, "text")->valuestring;
+        static int32_t want[1024];
+        int nw = json_ids(cJSON_GetObjectItem(it, "ids"), want, 1024);
+        bool ok = encode_is(tj, text, strlen(text), false, true, want, (size_t)nw, json_rel) &&
+                  encode_is(tg, text, strlen(text), false, true, want, (size_t)nw, gguf_rel);
+        nw = json_ids(cJSON_GetObjectItem(it, "ids_add_special"), want, 1024);
+        ok = encode_is(tj, text, strlen(text), true, true, want, (size_t)nw, json_rel) &&
+             encode_is(tg, text, strlen(text), true, true, want, (size_t)nw, gguf_rel) && ok;
+        CHECK("matches HF tokenizers", ok);
+        gp += ok;
+        gn++;
+    }
+    printf("%-40s matches HF tokenizers on %d/%d extra texts (json and GGUF)\n", json_rel, gp, gn);
+    cJSON_Delete(g);
+    keel_tokenizer_free(tj);
+    keel_tokenizer_free(tg);
+}
+
+// ---------------------------------------------------------------- stories260K
+
+static void test_stories260k(void) {
+    keel_tokenizer *t = load_shared("models/stories260K/stories260K.gguf");
+    char path[512];
+    cJSON *j = load_json(test_shared_path(path, sizeof path, "models/stories260K/expected_vectors.json"));
+    if (!t || !j) {
+        CHECK("stories260K tokenizer and vectors load", false);
+        keel_tokenizer_free(t);
+        cJSON_Delete(j);
+        return;
+    }
+    CHECK("stories260K: 512 tokens", keel_tokenizer_n_vocab(t) == 512);
+    CHECK("stories260K: SPM", keel_tokenizer_get_kind(t) == KEEL_TOKENIZER_SPM);
+    CHECK("stories260K: bos 1", keel_token_bos(t) == 1);
+    CHECK("stories260K: eos 2 is eog", keel_token_eos(t) == 2 && keel_token_is_eog(t, 2) && !keel_token_is_eog(t, 1));
+    int32_t want[512];
+    int n_ok = 0, n_all = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, j) { // "prompt_greedy:..." and the empty prompt: prompt_ids
+        const cJSON *p = cJSON_GetObjectItem(it, "prompt"), *ids = cJSON_GetObjectItem(it, "prompt_ids");
+        if (!cJSON_IsString(p) || !ids) continue;
+        int nw = json_ids(ids, want, 512);
+        bool ok = encode_is(t, p->valuestring, strlen(p->valuestring), true, false, want, (size_t)nw, "stories260K");
+        CHECK("stories260K prompt_ids", ok);
+        n_ok += ok;
+        n_all++;
+    }
+    const char *lists[] = {"tokenize_with_bos_add_space_prefix", "teacher_forced_nll"};
+    for (int l = 0; l < 2; l++) {
+        cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, lists[l])) {
+            const char *text = cJSON_GetObjectItem(it, "text")->valuestring;
+            int nw = json_ids(cJSON_GetObjectItem(it, "ids_with_bos"), want, 512);
+            bool ok = encode_is(t, text, strlen(text), true, false, want, (size_t)nw, "stories260K");
+            CHECK("stories260K ids_with_bos", ok);
+            n_ok += ok;
+            n_all++;
+            // round trip, BOS dropped
+            char *back = NULL;
+            keel_err err;
+            CHECK("stories260K decode", keel_detokenize(t, want, (size_t)nw, false, &back, &err) == KEEL_OK &&
+                                            strcmp(back, text) == 0);
+            keel_free(back);
+        }
+    }
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "tokenize_upstream_facts")) {
+        const char *text = cJSON_GetObjectItem(it, "text")->valuestring;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        keel_err err;
+        CHECK("stories260K upstream", keel_tokenize(t, text, strlen(text), true, false, &ids, &n, &err) == KEEL_OK);
+        const cJSON *cnt = cJSON_GetObjectItem(it, "n_tokens_with_bos");
+        const cJSON *bf = cJSON_GetObjectItem(it, "byte_fallback_ids");
+        bool ok = true;
+        if (cnt) ok = (int)n == cnt->valueint;
+        if (bf) { // "á" -> <0xC3> <0xA1>, after BOS and the space-prefix token
+            int nw = json_ids(bf, want, 512);
+            ok = n >= (size_t)nw && memcmp(ids + n - nw, want, (size_t)nw * sizeof *want) == 0;
+        }
+        CHECK("stories260K upstream facts", ok);
+        n_ok += ok;
+        n_all++;
+        keel_free(ids);
+    }
+    printf("stories260K: %d/%d expected encodings\n", n_ok, n_all);
+    cJSON_Delete(j);
+    keel_tokenizer_free(t);
+}
+
+// ---------------------------------------------------------------- SmolLM2
+
+static void test_smollm2(void) {
+    char path[512];
+    test_cache_path(path, sizeof path, "SmolLM2-135M-Instruct.Q4_1.gguf");
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        printf("smollm2: skipped (%s absent)\n", path);
+        return;
+    }
+    fclose(f);
+    keel_err err;
+    keel_tokenizer *t = NULL;
+    CHECK("smollm2 tokenizer loads", keel_tokenizer_load(path, &t, &err) == KEEL_OK);
+    cJSON *g = load_json("tests/golden/smollm2_tokens.json");
+    CHECK("tests/golden/smollm2_tokens.json readable", g != NULL);
+    if (!t || !g) {
+        keel_tokenizer_free(t);
+        cJSON_Delete(g);
+        return;
+    }
+    CHECK("smollm2: BPE", keel_tokenizer_get_kind(t) == KEEL_TOKENIZER_BPE);
+    CHECK("smollm2: 49152 tokens", keel_tokenizer_n_vocab(t) == 49152);
+    CHECK("smollm2: bos 1, eos 2", keel_token_bos(t) == 1 && keel_token_eos(t) == 2);
+    CHECK("smollm2: <|im_end|> ends generation", keel_token_is_eog(t, 2));
+    CHECK("smollm2: <|endoftext|> ends generation", keel_token_is_eog(t, 0));
+    CHECK("smollm2: <|im_start|> does not", !keel_token_is_eog(t, 1));
+    CHECK("smollm2: ChatML", keel_tokenizer_chat_format(t) == KEEL_CHAT_CHATML && keel_tokenizer_has_chat_template(t));
+    int32_t want[1024];
+    int ok_n = 0, all_n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(g, "encode")) {
+        const char *text = cJSON_GetObjectItem(it, "text")->valuestring;
+        int nw = json_ids(cJSON_GetObjectItem(it, "ids"), want, 1024);
+        // the tokenizer adds no BOS, so add_special changes nothing
+        bool ok = encode_is(t, text, strlen(text), false, true, want, (size_t)nw, "smollm2") &&
+                  encode_is(t, text, strlen(text), true, true, want, (size_t)nw, "smollm2");
+        CHECK("smollm2 golden ids", ok);
+        char *back = NULL;
+        CHECK("smollm2 decode (render_special)",
+              keel_detokenize(t, want, (size_t)nw, true, &back, &err) == KEEL_OK && strcmp(back, text) == 0);
+        keel_free(back);
+        ok_n += ok;
+        all_n++;
+    }
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(g, "chat")) {
+        keel_chat_msg msgs[8];
+        size_t n = 0;
+        const cJSON *m;
+        cJSON_ArrayForEach(m, cJSON_GetObjectItem(it, "messages")) if (n < 8) {
+            msgs[n].role = cJSON_GetObjectItem(m, "role")->valuestring;
+            msgs[n].content = cJSON_GetObjectItem(m, "content")->valuestring;
+            n++;
+        }
+        bool gen = cJSON_IsTrue(cJSON_GetObjectItem(it, "add_generation_prompt"));
+        const char *want_text = cJSON_GetObjectItem(it, "text")->valuestring;
+        char *text = NULL;
+        bool ok = keel_chat_apply(t, msgs, n, gen, &text, &err) == KEEL_OK && strcmp(text, want_text) == 0;
+        if (!ok) fprintf(stderr, "  chat: got \"%s\"\n  want \"%s\"\n", text ? text : err.msg, want_text);
+        int nw = json_ids(cJSON_GetObjectItem(it, "ids"), want, 1024);
+        ok = ok && encode_is(t, text, strlen(text), true, true, want, (size_t)nw, "smollm2 chat");
+        CHECK("smollm2 chat prompt == apply_chat_template(tokenize=True)", ok);
+        ok_n += ok;
+        all_n++;
+        keel_free(text);
+    }
+    // without parse_special the markers are plain text
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK("smollm2 plain", keel_tokenize(t, "<|im_end|>", 10, false, false, &ids, &n, &err) == KEEL_OK);
+    CHECK("smollm2: <|im_end|> as text is several tokens", n > 1 && ids[0] != 2);
+    keel_free(ids);
+    printf("smollm2: %d/%d golden encodings and chat prompts\n", ok_n, all_n);
+    cJSON_Delete(g);
+    keel_tokenizer_free(t);
+}
+
+// ---------------------------------------------------------------- errors, pieces, chat
+
+static void test_errors_and_pieces(void) {
+    keel_tokenizer *t = load_shared("models/llama.cpp-vocab/ggml-vocab-llama-spm.gguf");
+    keel_tokenizer *g = load_shared("models/llama.cpp-vocab/ggml-vocab-gpt-2.gguf");
+    if (!t || !g) {
+        CHECK("vocabs load", false);
+        keel_tokenizer_free(t);
+        keel_tokenizer_free(g);
+        return;
+    }
+    keel_err err;
+    int32_t *ids = NULL;
+    size_t n = 7;
+    // invalid UTF-8 names the byte offset
+    CHECK("invalid utf-8 rejected", keel_tokenize(t, "ab\xff" "cd", 5, false, false, &ids, &n, &err) == KEEL_ERR_INVALID);
+    CHECK("message names the offset", strstr(err.msg, "offset 2") != NULL);
+    CHECK("outputs cleared", ids == NULL && n == 0);
+    CHECK("truncated sequence rejected", keel_tokenize(g, "ok\xe2\x96", 4, false, false, &ids, &n, &err) == KEEL_ERR_INVALID &&
+                                             strstr(err.msg, "offset 2") != NULL);
+    CHECK("overlong rejected", keel_tokenize(g, "\xc0\xaf", 2, false, false, &ids, &n, &err) == KEEL_ERR_INVALID);
+    CHECK("surrogate rejected", keel_tokenize(g, "\xed\xa0\x80", 3, false, false, &ids, &n, &err) == KEEL_ERR_INVALID);
+    CHECK("NULL tokenizer", keel_tokenize(NULL, "a", 1, false, false, &ids, &n, &err) == KEEL_ERR_INVALID);
+    // empty text
+    CHECK("empty", keel_tokenize(t, "", 0, false, false, &ids, &n, &err) == KEEL_OK && n == 0);
+    keel_free(ids);
+    CHECK("empty + BOS", keel_tokenize(t, "", 0, true, false, &ids, &n, &err) == KEEL_OK && n == 1 && ids[0] == 1);
+    keel_free(ids);
+    // embedded NUL is text like any other
+    CHECK("NUL byte", keel_tokenize(g, "a\0b", 3, false, false, &ids, &n, &err) == KEEL_OK && n == 3);
+    keel_free(ids);
+    // special tokens only with parse_special
+    CHECK("</s> parsed", keel_tokenize(t, "</s>", 4, false, true, &ids, &n, &err) == KEEL_OK && n == 1 && ids[0] == 2);
+    keel_free(ids);
+    CHECK("</s> as text", keel_tokenize(t, "</s>", 4, false, false, &ids, &n, &err) == KEEL_OK && n > 1);
+    keel_free(ids);
+    CHECK("gpt-2 <|endoftext|> parsed",
+          keel_tokenize(g, "a<|endoftext|>", 14, false, true, &ids, &n, &err) == KEEL_OK && n == 2 && ids[1] == 50256);
+    keel_free(ids);
+    // detokenize
+    char *s = NULL;
+    int32_t bad[] = {5, 32000};
+    CHECK("detokenize out of range", keel_detokenize(t, bad, 2, false, &s, &err) == KEEL_ERR_INVALID && s == NULL);
+    CHECK("message names the id", strstr(err.msg, "32000") != NULL);
+    int32_t seq[] = {1, 15043, 2}; // <s> ▁Hello </s>
+    CHECK("detokenize skips control", keel_detokenize(t, seq, 3, false, &s, &err) == KEEL_OK && strcmp(s, "Hello") == 0);
+    keel_free(s);
+    CHECK("detokenize renders control", keel_detokenize(t, seq, 3, true, &s, &err) == KEEL_OK &&
+                                            strcmp(s, "<s> Hello</s>") == 0);
+    keel_free(s);
+    // pieces
+    char buf[16];
+    CHECK("piece ▁Hello", keel_token_to_piece(t, 15043, false, buf, sizeof buf) == 6 && memcmp(buf, " Hello", 6) == 0);
+    CHECK("piece <0x0A>", keel_token_to_piece(t, 13, false, buf, sizeof buf) == 1 && buf[0] == '\n');
+    CHECK("piece control hidden", keel_token_to_piece(t, 1, false, buf, sizeof buf) == 0);
+    CHECK("piece control shown", keel_token_to_piece(t, 1, true, buf, sizeof buf) == 3 && memcmp(buf, "<s>", 3) == 0);
+    memset(buf, 'x', sizeof buf);
+    CHECK("piece small buffer: needed length", keel_token_to_piece(t, 15043, false, buf, 2) == 6);
+    CHECK("piece small buffer: no overrun", buf[2] == 'x');
+    CHECK("piece out of range", keel_token_to_piece(t, -1, true, buf, sizeof buf) == 0);
+    CHECK("gpt-2 piece Ġthe", keel_token_to_piece(g, 262, false, buf, sizeof buf) == 4 && memcmp(buf, " the", 4) == 0);
+    CHECK("token text", keel_token_text(t, 15043) && strcmp(keel_token_text(t, 15043), "\xe2\x96\x81Hello") == 0);
+    CHECK("token text out of range", keel_token_text(t, 32000) == NULL && keel_token_text(t, -5) == NULL);
+    CHECK("gpt-2 eog", keel_token_is_eog(g, 50256) && !keel_token_is_eog(g, 262) && !keel_token_is_eog(g, 99999));
+    // chat without template
+    char *out = NULL;
+    keel_chat_msg m = {"user", "hi"};
+    CHECK("no template: none", keel_tokenizer_chat_format(t) == KEEL_CHAT_NONE && !keel_tokenizer_has_chat_template(t));
+    CHECK("no template: unsupported", keel_chat_apply(t, &m, 1, true, &out, &err) == KEEL_ERR_UNSUPPORTED && !out);
+    CHECK("format names", strcmp(keel_chat_format_name(KEEL_CHAT_CHATML), "chatml") == 0 &&
+                              strcmp(keel_chat_format_name(KEEL_CHAT_LLAMA2), "llama2") == 0 &&
+                              strcmp(keel_chat_format_name(KEEL_CHAT_NONE), "none") == 0);
+    keel_tokenizer_free(t);
+    keel_tokenizer_free(g);
+
+    // phi-3 has a template we do not know
+    t = load_shared("models/llama.cpp-vocab/ggml-vocab-phi-3.gguf");
+    CHECK("phi-3 template unknown", t && keel_tokenizer_has_chat_template(t) &&
+                                        keel_tokenizer_chat_format(t) == KEEL_CHAT_NONE &&
+                                        keel_chat_apply(t, &m, 1, true, &out, &err) == KEEL_ERR_UNSUPPORTED);
+    CHECK("phi-3 <|end|> ends generation", t && keel_token_is_eog(t, 32007) && keel_token_is_eog(t, 32000));
+    keel_tokenizer_free(t);
+
+    // loading errors
+    t = (keel_tokenizer *)&err; // must be reset to NULL on failure
+    CHECK("missing file", keel_tokenizer_load("tests/data/no-such-file.gguf", &t, &err) == KEEL_ERR_IO && t == NULL);
+    CHECK("missing json", keel_tokenizer_load("tests/data/no-such-tokenizer.json", &t, &err) == KEEL_ERR_IO);
+    CHECK("not a tokenizer json",
+          keel_tokenizer_load("tests/data/llama2_chat_tokenizer_config.json", &t, &err) == KEEL_ERR_FORMAT && t == NULL);
+    keel_tokenizer_free(NULL);
+}
+
+// Llama-2 chat: tokenizer.json + a tokenizer_config.json with Meta's template.
+static void test_llama2_chat(void) {
+    char tj[512];
+    test_shared_path(tj, sizeof tj, "models/tokenizers/llama2/tokenizer.json");
+    keel_err err;
+    keel_tokenizer *t = NULL;
+    if (keel_tokenizer_from_hf(tj, "tests/data/llama2_chat_tokenizer_config.json", &t, &err) != KEEL_OK) {
+        fprintf(stderr, "llama2 json + config: %s\n", err.msg);
+        CHECK("llama2 tokenizer.json + config load", false);
+        return;
+    }
+    CHECK("llama2 format", keel_tokenizer_chat_format(t) == KEEL_CHAT_LLAMA2);
+    keel_chat_msg m[] = {{"system", "Be brief."}, {"user", " Hi "}, {"assistant", "Hello!\n"}, {"user", "Bye"}};
+    char *out = NULL;
+    // expected strings rendered by jinja2 from the template in the config
+    CHECK("llama2 render", keel_chat_apply(t, m, 4, true, &out, &err) == KEEL_OK &&
+                               strcmp(out, "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n Hi [/INST] Hello! </s><s>[INST] Bye [/INST]") == 0);
+    keel_free(out);
+    CHECK("llama2 render, no system", keel_chat_apply(t, m + 1, 1, false, &out, &err) == KEEL_OK &&
+                                          strcmp(out, "<s>[INST] Hi [/INST]") == 0);
+    keel_free(out);
+    keel_chat_msg badm[] = {{"user", "a"}, {"user", "b"}};
+    CHECK("llama2 roles must alternate", keel_chat_apply(t, badm, 2, true, &out, &err) == KEEL_ERR_INVALID && !out);
+    keel_chat_msg nullm = {"user", NULL};
+    CHECK("NULL content", keel_chat_apply(t, &nullm, 1, true, &out, &err) == KEEL_ERR_INVALID);
+    keel_tokenizer_free(t);
+}
+
 int main(void) {
     static const char *vocabs[] = {"gpt-2", "llama-spm", "phi-3", "deepseek-coder", "deepseek-llm",
                                    "falcon", "mpt", "refact", "starcoder"};
     for (size_t v = 0; v < sizeof vocabs / sizeof vocabs[0]; v++) {
         int total;
-        run_vocab(vocabs[v], &total);
+        int pass = run_vocab(vocabs[v], &total);
+        CHECK("vocab vectors present", total == 46 && pass <= total);
     }
+    test_hf_twins("models/tokenizers/gpt2/tokenizer.json", "models/llama.cpp-vocab/ggml-vocab-gpt-2.gguf", "gpt2");
+    test_hf_twins("models/tokenizers/llama2/tokenizer.json", "models/llama.cpp-vocab/ggml-vocab-llama-spm.gguf",
+                  "llama2");
+    test_stories260k();
+    test_smollm2();
+    test_errors_and_pieces();
+    test_llama2_chat();
     return test_report();
 }
