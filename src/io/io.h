@@ -15,7 +15,9 @@ typedef struct keel_tensor_info {
     int64_t ne[4];      // unused dims are 1
     size_t nbytes;
     uint64_t offset;    // byte offset of the data from the start of the file
-    const void *data;   // points into the mapping
+    const void *data;   // points into the mapping. Aligned only as the file is:
+                        // GGUF to min(general.alignment, page); safetensors as the
+                        // writer padded its header (the reference writer pads to 8).
 } keel_tensor_info;
 
 // Bytes a tensor of type t with ne elements needs; false if t is unknown,
@@ -74,7 +76,8 @@ KEEL_INTERNAL keel_status keel_gguf_get_str(const keel_gguf *g, const char *key,
 
 // Array access by kv index (check keel_gguf_arr_type first).
 // Numeric arrays: pointer to the packed little-endian elements in the mapping
-// (may be unaligned: read with memcpy).
+// (may be unaligned: read with memcpy). NULL for string arrays, arrays of
+// arrays (validated but not decoded) and non-array kvs.
 KEEL_INTERNAL const void *keel_gguf_arr_data(const keel_gguf *g, int64_t i);
 // String arrays: element j (pointer into the mapping, not NUL-terminated).
 KEEL_INTERNAL const char *keel_gguf_arr_str(const keel_gguf *g, int64_t i, uint64_t j, size_t *len);
@@ -96,6 +99,8 @@ KEEL_INTERNAL void keel_st_close(keel_safetensors *s);
 KEEL_INTERNAL const char *keel_st_path(const keel_safetensors *s);
 KEEL_INTERNAL int64_t keel_st_n_tensors(const keel_safetensors *s);
 // ne is in GGUF order: safetensors shape [out, in] becomes ne = {in, out}.
+// A scalar (shape []) has n_dims = 1 and ne = {1, 1, 1, 1}. Tensors keep the
+// header's order; names are unique (duplicates are rejected).
 KEEL_INTERNAL const keel_tensor_info *keel_st_tensor(const keel_safetensors *s, int64_t i);
 KEEL_INTERNAL const keel_tensor_info *keel_st_find_tensor(const keel_safetensors *s, const char *name);
 // "__metadata__" string value for key, or NULL.
