@@ -25,7 +25,7 @@ for f in "$BUILD"/fuzz/fuzz_*; do
   name=$(basename "$f"); corpus="tests/fuzz/corpus/${name#fuzz_}"
   if out=$("$f" "$corpus" 2>&1); then
     n=$(printf '%s\n' "$out" | tail -1)
-    pass=$((pass + 1)); printf '%-28s replayed %s\n' "$name" "$n"
+    pass=$((pass + 1)); printf '%-28s %s\n' "$name" "$n" # n: "replayed N files"
   else
     fail=$((fail + 1)); bad_bins="$bad_bins $name"
     printf '%s\n' "$out" | tail -40 | sed "s/^/  [$name] /"
