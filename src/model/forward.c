@@ -12,17 +12,20 @@ static size_t max3(size_t a, size_t b, size_t c) { return a > b ? (a > c ? a : c
 keel_status keel_kv_cache_init(const keel_model *m, int32_t n_ctx, keel_kv_cache *kv, keel_err *err) {
     memset(kv, 0, sizeof *kv);
     const keel_model_desc *d = &m->desc;
-    size_t n = (size_t)d->n_layer * (size_t)n_ctx * (size_t)d->n_head_kv * (size_t)m->head_dim;
-    if (n_ctx < 1 || n > SIZE_MAX / sizeof(float) / 2)
+    if (n_ctx < 1) return KEEL_FAIL(err, KEEL_ERR_INVALID, "context of %d positions", (int)n_ctx);
+    int64_t ldk = keel_kt_stride(n_ctx);
+    size_t n = (size_t)d->n_layer * (size_t)ldk * (size_t)d->n_head_kv * (size_t)m->head_dim;
+    if (n > SIZE_MAX / sizeof(float) / 2)
         return KEEL_FAIL(err, KEEL_ERR_INVALID, "context of %d positions is too large", (int)n_ctx);
     kv->k = keel_malloc_aligned(n * sizeof(float));
-    kv->v = keel_malloc_aligned(n * sizeof(float));
+    kv->v = keel_malloc_aligned(n * sizeof(float)); // (only n_ctx of the ldk rows are used)
     if (!kv->k || !kv->v) {
         keel_kv_cache_free(kv);
         return KEEL_FAIL(err, KEEL_ERR_NOMEM, "KV cache: out of memory (%d positions, %.1f MiB)", (int)n_ctx,
                          2.0 * (double)n * sizeof(float) / 1048576.0);
     }
     kv->n_ctx = n_ctx;
+    kv->ldk = ldk;
     return KEEL_OK;
 }
 
@@ -39,8 +42,9 @@ keel_status keel_fwd_buf_init(const keel_model *m, int32_t max_T, int32_t n_ctx,
     const keel_model_desc *d = &m->desc;
     size_t T = (size_t)max_T, C = (size_t)d->n_embd, Q = (size_t)d->n_head * (size_t)m->head_dim;
     size_t F = (size_t)d->n_ff;
-    float **bufs[] = {&b->x, &b->xb, &b->q, &b->att, &b->hb, &b->hb2, &b->cs};
-    size_t sizes[] = {T * C, T * (C > Q ? C : Q), T * Q, T * Q, T * F, T * F, T * (size_t)d->n_rot};
+    size_t K = (size_t)d->n_head_kv * (size_t)m->head_dim;
+    float **bufs[] = {&b->x, &b->xb, &b->q, &b->kb, &b->att, &b->hb, &b->hb2, &b->cs};
+    size_t sizes[] = {T * C, T * C, T * Q, T * K, T * Q, T * F, T * F, T * (size_t)d->n_rot};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         *bufs[i] = keel_malloc_aligned(sizes[i] * sizeof(float));
         if (!*bufs[i]) {
@@ -48,9 +52,10 @@ keel_status keel_fwd_buf_init(const keel_model *m, int32_t max_T, int32_t n_ctx,
             return KEEL_FAIL(err, KEEL_ERR_NOMEM, "activation buffers: out of memory (%d tokens)", (int)max_T);
         }
     }
-    size_t per = max3(keel_matmul_scratch_floats((int64_t)max3(C, Q, F)),
-                      keel_attention_scratch_floats(n_ctx), 0);
-    keel_status st = keel_ops_scratch_init(&b->ops, m->n_threads, per, err);
+    size_t max_in = max3(C, Q, F);
+    size_t per = max3(keel_matmul_scratch_floats((int64_t)max_in), keel_attention_scratch_floats(n_ctx), 0);
+    keel_status st = keel_ops_scratch_init(&b->ops, m->n_threads, per,
+                                           keel_matmul_shared_floats(max_T, (int64_t)max_in), err);
     if (st) {
         keel_fwd_buf_free(b);
         return st;
@@ -64,6 +69,7 @@ void keel_fwd_buf_free(keel_fwd_buf *b) {
     keel_free_aligned(b->x);
     keel_free_aligned(b->xb);
     keel_free_aligned(b->q);
+    keel_free_aligned(b->kb);
     keel_free_aligned(b->att);
     keel_free_aligned(b->hb);
     keel_free_aligned(b->hb2);
@@ -90,24 +96,28 @@ void keel_model_forward(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b,
 
     for (int l = 0; l < d->n_layer; l++) {
         const keel_layer *L = &m->layers[l];
-        float *kc = kv->k + (size_t)l * kv->n_ctx * K; // (n_ctx, K) of this layer
-        float *vc = kv->v + (size_t)l * kv->n_ctx * K;
+        float *kt = kv->k + (size_t)l * (size_t)K * (size_t)kv->ldk; // (K, ldk) of this layer
+        float *vc = kv->v + (size_t)l * (size_t)kv->n_ctx * (size_t)K;   // (n_ctx, K)
 
         // attention
         keel_op_rmsnorm_fwd(b->xb, b->x, L->attn_norm, T, C, d->norm_eps);
-        keel_matmul(b->q, b->xb, &L->wq, T, s);            // (T, Q)
-        keel_matmul(kc + (size_t)pos * K, b->xb, &L->wk, T, s); // (T, K) into the cache
-        keel_matmul(vc + (size_t)pos * K, b->xb, &L->wv, T, s);
+        keel_mm qkv[3] = {
+            {&L->wq, b->q},                  // (T, Q)
+            {&L->wk, b->kb},                 // (T, K)
+            {&L->wv, vc + (size_t)pos * K},  // (T, K) straight into the cache
+        };
+        keel_matmul_multi(b->xb, T, qkv, 3, s);
         keel_op_rope_fwd(b->q, b->cs, T, d->n_head, (int)hd, d->n_rot, m->rope);
-        keel_op_rope_fwd(kc + (size_t)pos * K, b->cs, T, d->n_head_kv, (int)hd, d->n_rot, m->rope);
-        keel_op_attention_fwd(b->att, b->q, kc, vc, T, pos, d->n_head, d->n_head_kv, (int)hd, s);
+        keel_op_rope_fwd(b->kb, b->cs, T, d->n_head_kv, (int)hd, d->n_rot, m->rope);
+        keel_kt_store(kt, kv->ldk, b->kb, T, pos, d->n_head_kv, (int)hd);
+        keel_op_attention_fwd(b->att, b->q, kt, kv->ldk, vc, T, pos, d->n_head, d->n_head_kv, (int)hd, s);
         keel_matmul(b->xb, b->att, &L->wo, T, s);          // (T, C)
         keel_op_add(b->x, b->xb, T * C);
 
         // feed-forward
         keel_op_rmsnorm_fwd(b->xb, b->x, L->ffn_norm, T, C, d->norm_eps);
-        keel_matmul(b->hb, b->xb, &L->w_gate, T, s);       // (T, F)
-        keel_matmul(b->hb2, b->xb, &L->w_up, T, s);        // (T, F)
+        keel_mm gate_up[2] = {{&L->w_gate, b->hb}, {&L->w_up, b->hb2}}; // (T, F) each
+        keel_matmul_multi(b->xb, T, gate_up, 2, s);
         keel_op_swiglu_fwd(b->hb, b->hb, b->hb2, T * F);
         keel_matmul(b->xb, b->hb, &L->w_down, T, s);       // (T, C)
         keel_op_add(b->x, b->xb, T * C);

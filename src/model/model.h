@@ -49,9 +49,12 @@ struct keel_model {
 
 // ---- forward (forward.c) ----------------------------------------------------------
 
-// KV cache for one sequence: k, v (n_layer, n_ctx, n_head_kv * head_dim).
+// KV cache for one sequence. Keys are stored transposed (see
+// keel_op_attention_fwd): k (n_layer, n_head_kv * head_dim, ldk); values
+// v (n_layer, n_ctx, n_head_kv * head_dim).
 typedef struct keel_kv_cache {
     int32_t n_ctx;
+    int64_t ldk;  // = keel_kt_stride(n_ctx)
     float *k, *v;
 } keel_kv_cache;
 
@@ -61,6 +64,7 @@ typedef struct keel_fwd_buf {
     float *x;    // (max_T, C) residual stream
     float *xb;   // (max_T, max(C, Q)) normed input / projection output
     float *q;    // (max_T, Q)
+    float *kb;   // (max_T, K) new keys before they go into the cache
     float *att;  // (max_T, Q)
     float *hb;   // (max_T, F)
     float *hb2;  // (max_T, F)

@@ -1,14 +1,22 @@
 // SPDX-License-Identifier: MIT
 // ops.c — the non-matmul kernels of a Llama block, forward: RMSNorm, RoPE
 // (both pair conventions), causal grouped-query attention over a KV cache,
-// SwiGLU, softmax, argmax. Plain C with `omp simd` reductions so the compiler
-// may vectorise without -ffast-math; attention is split over OpenMP threads.
+// SwiGLU, softmax, argmax. Plain C with `omp simd` so the compiler may
+// vectorise without -ffast-math, plus AVX-512 attention rows and SwiGLU
+// (picked at run time); attention is split over OpenMP threads. Keys are
+// cached transposed, (n_head_kv, head_dim, positions), so one query's scores
+// are straight FMAs over contiguous memory.
 // Naive double-precision versions for the tests live in ops_ref.c.
 #include "ops/ops.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define KEEL_X86 1
 #endif
 
 // ---- rmsnorm ---------------------------------------------------------------------
@@ -61,16 +69,148 @@ void keel_op_rope_fwd(float *x, const float *cs, int64_t T, int n_head, int head
 
 // ---- attention -------------------------------------------------------------------
 
-size_t keel_attention_scratch_floats(int64_t max_kv) { return (size_t)max_kv + 16; }
+size_t keel_attention_scratch_floats(int64_t max_kv) { return (size_t)max_kv + 64; }
 
-void keel_op_attention_fwd(float *out, const float *q, const float *kc, const float *vc, int64_t T,
-                           int32_t pos0, int n_head, int n_head_kv, int hd,
-                           const keel_ops_scratch *s) {
+int64_t keel_kt_stride(int64_t n_ctx) { return (n_ctx + 15) / 16 * 16 + 16; }
+
+void keel_kt_store(float *kt, int64_t ldk, const float *k, int64_t T, int32_t pos0, int n_head_kv, int hd) {
+    const int64_t kvs = (int64_t)n_head_kv * hd;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t c = 0; c < kvs; c++) kt[c * ldk + pos0 + t] = k[t * kvs + c];
+}
+
+// One query row of one head, portable: scores as axpy over the transposed
+// keys (vectorisable without reassociation), softmax, then the V mix.
+static void attn_row_c(float *o, const float *qh, const float *kt, int64_t ldk, const float *vc, int64_t kvs,
+                       int64_t n, int hd, float scale, float *sc) {
+    for (int64_t j = 0; j < n; j++) sc[j] = 0.0f;
+    for (int i = 0; i < hd; i++) {
+        float qi = qh[i] * scale;
+        const float *row = kt + (int64_t)i * ldk;
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) sc[j] += qi * row[j];
+    }
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++) mx = sc[j] > mx ? sc[j] : mx;
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n; j++) {
+        sc[j] = expf(sc[j] - mx);
+        sum += sc[j];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < hd; i++) o[i] = 0.0f;
+    for (int64_t j = 0; j < n; j++) {
+        const float *vj = vc + j * kvs;
+        float a = sc[j];
+#pragma omp simd
+        for (int i = 0; i < hd; i++) o[i] += a * vj[i];
+    }
+    for (int i = 0; i < hd; i++) o[i] *= inv;
+}
+
+#ifdef KEEL_X86
+#define AVX512 __attribute__((target("avx512f,avx2,fma")))
+
+// e^x, |rel err| < 2e-7: x = n ln2 + r, |r| <= ln2/2, degree-6 Taylor for e^r, times 2^n.
+AVX512 static inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline __mmask16 tail_mask(int64_t left) {
+    return left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+}
+
+// As attn_row_c, for hd a multiple of 16 up to 128: 64 keys per step in
+// four registers, masked at the end (never reading past position n).
+AVX512 static void attn_row_avx512(float *o, const float *qh, const float *kt, int64_t ldk, const float *vc,
+                                   int64_t kvs, int64_t n, int hd, float scale, float *sc) {
+    for (int64_t j0 = 0; j0 < n; j0 += 64) {
+        __mmask16 m0 = tail_mask(n - j0), m1 = tail_mask(n - j0 - 16), m2 = tail_mask(n - j0 - 32),
+                  m3 = tail_mask(n - j0 - 48);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int i = 0; i < hd; i++) {
+            __m512 qv = _mm512_set1_ps(qh[i] * scale);
+            const float *row = kt + (int64_t)i * ldk + j0;
+            a0 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m0, row), a0);
+            a1 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m1, row + 16), a1);
+            a2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m2, row + 32), a2);
+            a3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m3, row + 48), a3);
+        }
+        _mm512_mask_storeu_ps(sc + j0, m0, a0);
+        _mm512_mask_storeu_ps(sc + j0 + 16, m1, a1);
+        _mm512_mask_storeu_ps(sc + j0 + 32, m2, a2);
+        _mm512_mask_storeu_ps(sc + j0 + 48, m3, a3);
+    }
+    __m512 vmx = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < n; j += 16)
+        vmx = _mm512_max_ps(vmx, _mm512_mask_loadu_ps(vmx, tail_mask(n - j), sc + j));
+    __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmx));
+    __m512 vs = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = tail_mask(n - j);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sc + j), mx));
+        _mm512_mask_storeu_ps(sc + j, m, e);
+        vs = _mm512_mask_add_ps(vs, m, vs, e);
+    }
+    float inv = 1.0f / _mm512_reduce_add_ps(vs);
+    __m512 acc[8];
+    int nv = hd / 16;
+    for (int b = 0; b < nv; b++) acc[b] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j++) {
+        __m512 p = _mm512_set1_ps(sc[j]);
+        const float *vj = vc + j * kvs;
+        for (int b = 0; b < nv; b++) acc[b] = _mm512_fmadd_ps(p, _mm512_loadu_ps(vj + 16 * b), acc[b]);
+    }
+    for (int b = 0; b < nv; b++) _mm512_storeu_ps(o + 16 * b, _mm512_mul_ps(acc[b], _mm512_set1_ps(inv)));
+}
+
+AVX512 static void swiglu_avx512(float *y, const float *gate, const float *up, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_loadu_ps(gate + i);
+        __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), g)));
+        _mm512_storeu_ps(y + i, _mm512_div_ps(_mm512_mul_ps(g, _mm512_loadu_ps(up + i)), d));
+    }
+    for (; i < n; i++) y[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+#endif // KEEL_X86
+
+static bool use_avx512(void) {
+#ifdef KEEL_X86
+    static atomic_int have = -1;
+    int h = atomic_load_explicit(&have, memory_order_relaxed);
+    if (h < 0) {
+        __builtin_cpu_init();
+        h = __builtin_cpu_supports("avx512f") && !getenv("KEEL_NO_SIMD");
+        atomic_store_explicit(&have, h, memory_order_relaxed);
+    }
+    return h != 0;
+#else
+    return false;
+#endif
+}
+
+void keel_op_attention_fwd(float *out, const float *q, const float *kt, int64_t ldk, const float *vc, int64_t T,
+                           int32_t pos0, int n_head, int n_head_kv, int hd, const keel_ops_scratch *s) {
     KEEL_ASSERT(n_head_kv > 0 && n_head % n_head_kv == 0);
     KEEL_ASSERT(s && s->buf && s->per_thread >= keel_attention_scratch_floats((int64_t)pos0 + T));
+    KEEL_ASSERT(ldk >= (int64_t)pos0 + T);
     const int group = n_head / n_head_kv;
     const int64_t qs = (int64_t)n_head * hd, kvs = (int64_t)n_head_kv * hd;
     const float scale = 1.0f / sqrtf((float)hd);
+    bool fast = use_avx512() && hd % 16 == 0 && hd <= 128;
     int nt = s->n_threads > 0 ? s->n_threads : 1;
     if ((double)T * n_head * ((double)pos0 + T) * hd < 65536.0) nt = 1;
     (void)nt;
@@ -79,43 +219,34 @@ void keel_op_attention_fwd(float *out, const float *q, const float *kc, const fl
     for (int64_t th = 0; th < T * n_head; th++) {
         int64_t t = th / n_head;
         int h = (int)(th % n_head), kvh = h / group;
-        int64_t n_kv = (int64_t)pos0 + t + 1; // causal: positions 0 .. pos0+t
+        int64_t n = (int64_t)pos0 + t + 1; // causal: positions 0 .. pos0+t
 #ifdef _OPENMP
         float *sc = s->buf + (size_t)omp_get_thread_num() * s->per_thread;
 #else
         float *sc = s->buf;
 #endif
         const float *qh = q + t * qs + (int64_t)h * hd;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < n_kv; j++) {
-            const float *kj = kc + j * kvs + (int64_t)kvh * hd;
-            float d = 0.0f;
-#pragma omp simd reduction(+ : d)
-            for (int i = 0; i < hd; i++) d += qh[i] * kj[i];
-            d *= scale;
-            sc[j] = d;
-            if (d > mx) mx = d;
-        }
-        float sum = 0.0f;
-        for (int64_t j = 0; j < n_kv; j++) {
-            sc[j] = expf(sc[j] - mx);
-            sum += sc[j];
-        }
-        float inv = 1.0f / sum;
+        const float *ktg = kt + (int64_t)kvh * hd * ldk;
         float *oh = out + t * qs + (int64_t)h * hd;
-        for (int i = 0; i < hd; i++) oh[i] = 0.0f;
-        for (int64_t j = 0; j < n_kv; j++) {
-            const float *vj = vc + j * kvs + (int64_t)kvh * hd;
-            float a = sc[j] * inv;
-#pragma omp simd
-            for (int i = 0; i < hd; i++) oh[i] += a * vj[i];
+#ifdef KEEL_X86
+        if (fast) {
+            attn_row_avx512(oh, qh, ktg, ldk, vc + (int64_t)kvh * hd, kvs, n, hd, scale, sc);
+            continue;
         }
+#endif
+        attn_row_c(oh, qh, ktg, ldk, vc + (int64_t)kvh * hd, kvs, n, hd, scale, sc);
     }
 }
 
 // ---- activations -------------------------------------------------------------------
 
 void keel_op_swiglu_fwd(float *y, const float *gate, const float *up, int64_t n) {
+#ifdef KEEL_X86
+    if (use_avx512()) {
+        swiglu_avx512(y, gate, up, n);
+        return;
+    }
+#endif
     for (int64_t i = 0; i < n; i++) {
         float g = gate[i];
         y[i] = g / (1.0f + expf(-g)) * up[i];

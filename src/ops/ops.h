@@ -37,16 +37,21 @@ KEEL_INTERNAL bool keel_wmat_init(keel_wmat *w, keel_dtype type, int64_t n_in, i
 // every call. n_threads is also the OpenMP team size the kernels ask for.
 typedef struct keel_ops_scratch {
     int n_threads;
-    size_t per_thread;  // floats per thread
-    float *buf;         // (n_threads, per_thread), 64-byte aligned
+    size_t per_thread;    // floats per thread
+    float *buf;           // (n_threads, per_thread), 64-byte aligned
+    size_t shared_floats;
+    float *shared;        // (shared_floats) one buffer for the whole team (packed x)
 } keel_ops_scratch;
 
 // Floats per thread that keel_matmul needs for weights with at most
-// max_in inputs, and keel_op_attention_fwd needs for max_kv cached positions.
+// max_in inputs, and keel_op_attention_fwd needs for max_kv cached positions;
+// shared floats keel_matmul needs for up to max_T rows of x. With a smaller
+// shared buffer keel_matmul still works, through the slower generic path.
 KEEL_INTERNAL size_t keel_matmul_scratch_floats(int64_t max_in);
+KEEL_INTERNAL size_t keel_matmul_shared_floats(int64_t max_T, int64_t max_in);
 KEEL_INTERNAL size_t keel_attention_scratch_floats(int64_t max_kv);
 KEEL_INTERNAL keel_status keel_ops_scratch_init(keel_ops_scratch *s, int n_threads,
-                                                size_t per_thread, keel_err *err);
+                                                size_t per_thread, size_t shared, keel_err *err);
 KEEL_INTERNAL void keel_ops_scratch_free(keel_ops_scratch *s);
 
 // ---- quantized blocks (quant.c) -----------------------------------------------
@@ -65,9 +70,19 @@ KEEL_INTERNAL float keel_dot_row(keel_dtype t, const void *row, const float *x, 
 
 // y (T, n_out) = x (T, n_in) · W^T. T == 1 runs a fused dequantize-dot over
 // output rows; T > 1 dequantizes panels of W into the scratch and calls sgemm
-// (OpenBLAS when built with it, else a blocked loop). Threads: s->n_threads.
+// (OpenBLAS when built with it, else a blocked loop); on AVX-512 CPUs x is
+// packed and a register-tiled kernel of ours runs instead. Threads: s->n_threads.
 KEEL_INTERNAL void keel_matmul(float *y, const float *x, const keel_wmat *w, int64_t T,
                                const keel_ops_scratch *s);
+
+// Several weights with the same n_in applied to the same x (q/k/v, gate/up):
+// x is prepared once and all rows are shared out in one parallel region.
+typedef struct keel_mm {
+    const keel_wmat *w;
+    float *y; // (T, w->n_out)
+} keel_mm;
+KEEL_INTERNAL void keel_matmul_multi(const float *x, int64_t T, const keel_mm *mm, int n,
+                                     const keel_ops_scratch *s);
 
 // ---- elementwise and attention (ops.c) ----------------------------------------
 
@@ -91,13 +106,20 @@ KEEL_INTERNAL void keel_op_rope_fwd(float *x, const float *cs, int64_t T, int n_
 
 // Causal grouped-query attention over a KV cache.
 //   out (T, n_head*hd), q (T, n_head*hd) for positions pos0 .. pos0+T-1,
-//   kc/vc (n_cache, n_head_kv*hd): rows [0, pos0+T) already hold this
-//   layer's keys and values (including the T new ones).
+//   kt (n_head_kv, hd, ldk): keys transposed, dim i of kv head g at position
+//     j is kt[(g*hd + i)*ldk + j]; vc (n_cache, n_head_kv*hd): values.
+//   Positions [0, pos0+T) of both already hold this layer's keys and values
+//   (including the T new ones).
 // Query head h reads kv head h / (n_head / n_head_kv). Scale 1/sqrt(hd),
 // softmax in float with the max subtracted. Scratch: keel_attention_scratch_floats(pos0+T).
-KEEL_INTERNAL void keel_op_attention_fwd(float *out, const float *q, const float *kc,
+KEEL_INTERNAL void keel_op_attention_fwd(float *out, const float *q, const float *kt, int64_t ldk,
                                          const float *vc, int64_t T, int32_t pos0, int n_head,
                                          int n_head_kv, int hd, const keel_ops_scratch *s);
+// Row stride of transposed keys for n_ctx positions (padded off powers of two).
+KEEL_INTERNAL int64_t keel_kt_stride(int64_t n_ctx);
+// Store k (T, n_head_kv*hd) for positions pos0.. into kt (n_head_kv*hd, ldk).
+KEEL_INTERNAL void keel_kt_store(float *kt, int64_t ldk, const float *k, int64_t T, int32_t pos0,
+                                 int n_head_kv, int hd);
 
 // y (n) = silu(gate) * up, silu(g) = g / (1 + exp(-g)). y may alias gate.
 // reference: https://arxiv.org/abs/2002.05202

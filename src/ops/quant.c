@@ -118,6 +118,13 @@ static float dot_c(keel_dtype t, const uint8_t *s, const float *x, int64_t n) {
 #ifdef KEEL_X86
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
+// f16 scale via the F16C instruction (the portable keel_fp16_to_fp32 is a call)
+AVX2 static inline float f16c_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
 AVX2 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -151,7 +158,7 @@ AVX2 static void dequant_avx2(keel_dtype t, const uint8_t *s, float *y, int64_t 
     case KEEL_DTYPE_F16:
         for (; i + 8 <= n; i += 8)
             _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(s + 2 * i))));
-        for (; i < n; i++) y[i] = f16_at(s + 2 * i);
+        for (; i < n; i++) y[i] = f16c_at(s + 2 * i);
         return;
     case KEEL_DTYPE_BF16:
         for (; i + 8 <= n; i += 8) {
@@ -162,14 +169,14 @@ AVX2 static void dequant_avx2(keel_dtype t, const uint8_t *s, float *y, int64_t 
         return;
     case KEEL_DTYPE_Q8_0:
         for (int64_t b = 0; b < n / 32; b++, s += 34, y += 32) {
-            __m256 d = _mm256_set1_ps(f16_at(s));
+            __m256 d = _mm256_set1_ps(f16c_at(s));
             q8x4(s + 2, v);
             for (int k = 0; k < 4; k++) _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(d, v[k]));
         }
         return;
     case KEEL_DTYPE_Q4_0:
         for (int64_t b = 0; b < n / 32; b++, s += 18, y += 32) {
-            float df = f16_at(s);
+            float df = f16c_at(s);
             __m256 d = _mm256_set1_ps(df), m = _mm256_set1_ps(-8.0f * df);
             nibbles8x4(s + 2, v);
             for (int k = 0; k < 4; k++) _mm256_storeu_ps(y + 8 * k, _mm256_fmadd_ps(d, v[k], m));
@@ -177,7 +184,7 @@ AVX2 static void dequant_avx2(keel_dtype t, const uint8_t *s, float *y, int64_t 
         return;
     case KEEL_DTYPE_Q4_1:
         for (int64_t b = 0; b < n / 32; b++, s += 20, y += 32) {
-            __m256 d = _mm256_set1_ps(f16_at(s)), m = _mm256_set1_ps(f16_at(s + 2));
+            __m256 d = _mm256_set1_ps(f16c_at(s)), m = _mm256_set1_ps(f16c_at(s + 2));
             nibbles8x4(s + 4, v);
             for (int k = 0; k < 4; k++) _mm256_storeu_ps(y + 8 * k, _mm256_fmadd_ps(d, v[k], m));
         }
@@ -224,7 +231,7 @@ AVX2 static float dot_avx2(keel_dtype t, const uint8_t *s, const float *x, int64
             p = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(x + 8), p);
             p = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), p);
             p = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + 24), p);
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(s)), p, acc0);
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16c_at(s)), p, acc0);
         }
         break;
     case KEEL_DTYPE_Q4_0:
@@ -240,9 +247,9 @@ AVX2 static float dot_avx2(keel_dtype t, const uint8_t *s, const float *x, int64
             p = _mm256_fmadd_ps(v[2], x2, p);
             p = _mm256_fmadd_ps(v[3], x3, p);
             __m256 sx = _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3));
-            float d = f16_at(s);
+            float d = f16c_at(s);
             // Q4_0: d * sum((q - 8) x) = d * sum(q x) - 8 d * sum(x); Q4_1: d * sum(q x) + m * sum(x)
-            float m = q41 ? f16_at(s + 2) : -8.0f * d;
+            float m = q41 ? f16c_at(s + 2) : -8.0f * d;
             acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d), p, acc0);
             acc1 = _mm256_fmadd_ps(_mm256_set1_ps(m), sx, acc1);
         }

@@ -136,7 +136,7 @@ static double max_abs_diff(const float *a, const float *b, size_t n, double *max
     return m;
 }
 
-static void test_matmul(keel_ops_scratch *s) {
+static void test_matmul(keel_ops_scratch *s, const char *path) {
     static const keel_dtype types[] = {KEEL_DTYPE_F32, KEEL_DTYPE_F16, KEEL_DTYPE_BF16,
                                        KEEL_DTYPE_Q8_0, KEEL_DTYPE_Q4_0, KEEL_DTYPE_Q4_1};
     static const int64_t shapes[][3] = {
@@ -158,11 +158,41 @@ static void test_matmul(keel_ops_scratch *s) {
                 keel_matmul_ref(yr, x, &w, T);
                 double mr, d = max_abs_diff(y, yr, (size_t)(T * n_out), &mr);
                 char what[128];
-                snprintf(what, sizeof what, "matmul %s in=%lld out=%lld T=%lld skew=%d",
+                snprintf(what, sizeof what, "matmul (%s) %s in=%lld out=%lld T=%lld skew=%d", path,
                          keel_dtype_name(types[ti]), (long long)n_in, (long long)n_out, (long long)T, skew);
                 CHECK_CLOSE(what, d, 0.0, 2e-6 * (1.0 + mr) * sqrt((double)n_in));
                 free(wb), free(x), free(y), free(yr);
             }
+}
+
+// Three weights of different types and heights on one x, as q/k/v are run.
+static void test_matmul_multi(keel_ops_scratch *s, const char *path) {
+    for (int64_t T = 1; T <= 70; T += 23) {
+        const int64_t K = 96, outs[3] = {50, 12, 37};
+        const keel_dtype types[3] = {KEEL_DTYPE_Q4_1, KEEL_DTYPE_F16, KEEL_DTYPE_Q8_0};
+        keel_wmat w[3];
+        uint8_t *wb[3];
+        float *y[3], *yr[3], *x = malloc(sizeof(float) * T * K);
+        keel_mm mm[3];
+        fill_normal(x, (size_t)(T * K), 1.0f);
+        for (int i = 0; i < 3; i++) {
+            wb[i] = random_weight(&w[i], types[i], K, outs[i], 0);
+            y[i] = malloc(sizeof(float) * T * outs[i]);
+            yr[i] = malloc(sizeof(float) * T * outs[i]);
+            mm[i].w = &w[i];
+            mm[i].y = y[i];
+        }
+        keel_matmul_multi(x, T, mm, 3, s);
+        for (int i = 0; i < 3; i++) {
+            keel_matmul_ref(yr[i], x, &w[i], T);
+            double mr, d = max_abs_diff(y[i], yr[i], (size_t)(T * outs[i]), &mr);
+            char what[96];
+            snprintf(what, sizeof what, "matmul_multi (%s) T=%lld weight %d", path, (long long)T, i);
+            CHECK_CLOSE(what, d, 0.0, 2e-6 * (1.0 + mr) * sqrt((double)K));
+            free(wb[i]), free(y[i]), free(yr[i]);
+        }
+        free(x);
+    }
 }
 
 // ---- norm, rope, attention, activations ---------------------------------------------
@@ -251,6 +281,7 @@ static void test_attention(keel_ops_scratch *s) {
     static const int cfg[][5] = {
         // T, pos0, n_head, n_head_kv, hd
         {1, 0, 2, 2, 8}, {1, 9, 4, 2, 8}, {7, 0, 8, 4, 8}, {5, 3, 9, 3, 64}, {33, 40, 6, 1, 12},
+        {17, 100, 4, 2, 64}, {1, 130, 2, 1, 128}, {3, 61, 3, 3, 32}, {70, 0, 2, 1, 16},
     };
     for (size_t c = 0; c < sizeof cfg / sizeof *cfg; c++) {
         int T = cfg[c][0], pos0 = cfg[c][1], nh = cfg[c][2], nkv = cfg[c][3], hd = cfg[c][4];
@@ -261,7 +292,11 @@ static void test_attention(keel_ops_scratch *s) {
         fill_normal(q, (size_t)T * nh * hd, 1.0f);
         fill_normal(k, (size_t)n * nkv * hd, 1.0f);
         fill_normal(v, (size_t)n * nkv * hd, 1.0f);
-        keel_op_attention_fwd(o, q, k, v, T, pos0, nh, nkv, hd, s);
+        int64_t ldk = keel_kt_stride(n);
+        float *kt = malloc(sizeof(float) * nkv * hd * ldk);
+        keel_kt_store(kt, ldk, k, n, 0, nkv, hd);
+        keel_op_attention_fwd(o, q, kt, ldk, v, T, pos0, nh, nkv, hd, s);
+        free(kt);
         keel_op_attention_ref(orf, q, k, v, T, pos0, nh, nkv, hd);
         char what[96];
         snprintf(what, sizeof what, "attention T=%d pos0=%d heads %d/%d hd %d", T, pos0, nh, nkv, hd);
@@ -312,12 +347,20 @@ int main(void) {
     keel_err err;
     size_t per = keel_matmul_scratch_floats(1024);
     if (keel_attention_scratch_floats(4096) > per) per = keel_attention_scratch_floats(4096);
-    if (keel_ops_scratch_init(&s, 2, per, &err) != KEEL_OK) {
+    // s packs x (the AVX-512 kernel where the CPU has it); s2 has no shared
+    // buffer, so it always takes the generic panel + sgemm path.
+    keel_ops_scratch s2;
+    if (keel_ops_scratch_init(&s, 2, per, keel_matmul_shared_floats(256, 1024), &err) != KEEL_OK ||
+        keel_ops_scratch_init(&s2, 2, per, 0, &err) != KEEL_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
     test_quant_golden();
-    test_matmul(&s);
+    test_matmul(&s, "packed");
+    test_matmul(&s2, "generic");
+    test_matmul_multi(&s, "packed");
+    test_matmul_multi(&s2, "generic");
+    keel_ops_scratch_free(&s2);
     test_rmsnorm();
     test_rope();
     test_rope_permutation();
