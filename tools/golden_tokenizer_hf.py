@@ -2,7 +2,12 @@
 # golden_tokenizer_hf.py — reference ids from Hugging Face `tokenizers` for the
 # GPT-2 and Llama-2 tokenizer.json files in ../shared/models/tokenizers/, on a
 # few texts beyond llama.cpp's 46 strings (special tokens inside text, odd
-# whitespace, long runs). Writes tests/golden/hf_tokenizers_extra.json, read by
+# whitespace, long runs). Also trains a tiny byte-level BPE with the less
+# common tokenizer.json features (merges as [a, b] pairs, Split(String),
+# Digits, added tokens with lstrip/rstrip, non-special added tokens,
+# TemplateProcessing with BOS+EOS, ignore_merges) and saves it to
+# tests/data/tiny_bpe_tokenizer.json (+ _ignore_merges variant).
+# Writes tests/golden/hf_tokenizers_extra.json, read by
 # tests/unit/test_tokenizer.c. Needs: pip install tokenizers
 #   python3 tools/golden_tokenizer_hf.py [shared_dir]
 import json
@@ -10,7 +15,7 @@ import os
 import sys
 
 import tokenizers
-from tokenizers import Tokenizer
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 shared = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..", "shared")
 texts = [
@@ -25,6 +30,37 @@ for name in ["gpt2", "llama2"]:
     out[name] = [{"text": s,
                   "ids": tok.encode(s, add_special_tokens=False).ids,
                   "ids_add_special": tok.encode(s, add_special_tokens=True).ids} for s in texts]
+# ---- tiny trained tokenizer
+here = os.path.dirname(os.path.abspath(__file__))
+tiny = Tokenizer(models.BPE())
+tiny.pre_tokenizer = pre_tokenizers.Sequence([
+    pre_tokenizers.Split("-", behavior="isolated"),
+    pre_tokenizers.Digits(individual_digits=True),
+    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+tiny.decoder = decoders.ByteLevel()
+trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|bos|>", "<|eos|>"],
+                              initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+tiny.train_from_iterator(["the quick brown fox jumps over the lazy dog 0123456789 " * 20,
+                          "Once upon a time, there was a little girl named Lily. She loved to play outside. " * 20,
+                          "state-of-the-art well-known co-operate 2024-01-02"], trainer)
+tiny.add_special_tokens([AddedToken("<|user|>", special=True, lstrip=True, rstrip=True, normalized=False)])
+tiny.add_tokens([AddedToken("[[x]]", special=False, normalized=False)])
+tiny.post_processor = processors.TemplateProcessing(
+    single="<|bos|> $A <|eos|>", special_tokens=[("<|bos|>", tiny.token_to_id("<|bos|>")),
+                                                 ("<|eos|>", tiny.token_to_id("<|eos|>"))])
+tiny_texts = ["Once upon a time, Lily saw a fox.", "state-of-the-art 2024-01-02!", "hi   <|user|>   there",
+              "x[[x]]y <|user|>", "the lazy dog's 3 toys", "naïve café 😀", "", "   "]
+data_dir = os.path.join(here, "..", "tests", "data")
+tiny.save(os.path.join(data_dir, "tiny_bpe_tokenizer.json"))
+j = json.loads(tiny.to_str())
+j["model"]["ignore_merges"] = True
+tiny_im = Tokenizer.from_str(json.dumps(j))
+tiny_im.save(os.path.join(data_dir, "tiny_bpe_tokenizer_ignore_merges.json"))
+for key, tk in [("tiny", tiny), ("tiny_ignore_merges", tiny_im)]:
+    out[key] = [{"text": s,
+                 "ids": tk.encode(s, add_special_tokens=False).ids,
+                 "ids_add_special": tk.encode(s, add_special_tokens=True).ids} for s in tiny_texts]
+
 dst = os.path.join(os.path.dirname(__file__), "..", "tests", "golden", "hf_tokenizers_extra.json")
 with open(dst, "w", encoding="utf-8") as f:
     json.dump(out, f, ensure_ascii=True, indent=0)

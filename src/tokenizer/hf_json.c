@@ -13,6 +13,9 @@
 //                  template decides the specials added with add_special)
 //   added_tokens   special -> control tokens, others -> user-defined;
 //                  lstrip / rstrip honoured
+// The chat template comes from tokenizer_config.json "chat_template" (a string
+// or a list of named templates: "default" wins), else from a
+// chat_template.jinja file beside tokenizer.json (newer transformers).
 // The decoder is implied by the rest (byte-level unmapping, or "▁" -> space,
 // <0xNN> bytes and dropping the first leading space).
 #include "tokenizer.h"
@@ -316,15 +319,16 @@ static keel_status build(keel_tokenizer **out, const cJSON *root, const cJSON *c
     if ((st = parse_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), c))) return st;
     t->kind = t->byte_level ? KEEL_TOKENIZER_BPE : KEEL_TOKENIZER_SPM;
 
-    // special ids: tokenizer_config.json first, then the usual names
-    static const char *const bos_names[] = {"<s>", "<|begin_of_text|>", "<|endoftext|>", NULL};
-    static const char *const eos_names[] = {"</s>", "<|end_of_text|>", "<|endoftext|>", NULL};
+    // special ids: tokenizer_config.json first, then what TemplateProcessing
+    // adds around a sequence, then the usual names
+    static const char *const bos_names[] = {"<s>", "<|begin_of_text|>", "<|endoftext|>", "<bos>", "<|bos|>", NULL};
+    static const char *const eos_names[] = {"</s>", "<|end_of_text|>", "<|endoftext|>", "<eos>", "<|eos|>", NULL};
     static const char *const pad_names[] = {"<pad>", "<|pad|>", NULL};
     t->bos = config_token(t, cfg, "bos_token");
     t->eos = config_token(t, cfg, "eos_token");
     t->pad = config_token(t, cfg, "pad_token");
     if (t->bos < 0) t->bos = t->n_post_pre ? t->post_pre[0] : find_first(t, bos_names);
-    if (t->eos < 0) t->eos = find_first(t, eos_names);
+    if (t->eos < 0) t->eos = t->n_post_suf ? t->post_suf[t->n_post_suf - 1] : find_first(t, eos_names);
     if (t->pad < 0) t->pad = find_first(t, pad_names);
     int32_t u = config_token(t, cfg, "unk_token");
     if (t->unk < 0) t->unk = u;
@@ -343,6 +347,21 @@ static keel_status build(keel_tokenizer **out, const cJSON *root, const cJSON *c
     }
     if (tpl_s && !(t->chat_template = keel_strdup(tpl_s)))
         return KEEL_FAIL(c->err, KEEL_ERR_NOMEM, "%s: out of memory", c->path);
+    if (!tpl_s) { // newer transformers save the template beside, as chat_template.jinja
+        const char *slash = strrchr(c->path, '/');
+        char *dir = slash ? keel_strndup(c->path, (size_t)(slash - c->path)) : keel_strdup(".");
+        char *jp = dir ? keel_path_join(dir, "chat_template.jinja") : NULL;
+        free(dir);
+        if (!jp) return KEEL_FAIL(c->err, KEEL_ERR_NOMEM, "%s: out of memory", c->path);
+        if (keel_path_exists(jp)) {
+            size_t len;
+            keel_status st2 = keel_read_file(jp, &t->chat_template, &len, c->err);
+            free(jp);
+            if (st2) return st2;
+        } else {
+            free(jp);
+        }
+    }
     return keel_tok_finish(t, c->path, c->err);
 }
 

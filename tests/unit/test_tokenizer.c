@@ -250,6 +250,56 @@ static void test_hf_twins(const char *json_rel, const char *gguf_rel, const char
     keel_tokenizer_free(tg);
 }
 
+// A tiny trained tokenizer.json with the less common features: [a, b] merges,
+// Split(String), Digits, added tokens with lstrip/rstrip, a non-special added
+// token, TemplateProcessing with BOS and EOS, ignore_merges.
+static void test_tiny_json(const char *path, const char *golden_key) {
+    keel_err err;
+    keel_tokenizer *t = NULL;
+    if (keel_tokenizer_load(path, &t, &err) != KEEL_OK) {
+        fprintf(stderr, "%s: %s\n", path, err.msg);
+        CHECK("tiny tokenizer.json loads", false);
+        return;
+    }
+    cJSON *g = load_json("tests/golden/hf_tokenizers_extra.json");
+    int ok_n = 0, all_n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(g, golden_key)) {
+        const char *text = cJSON_GetObjectItem(it, "text")->valuestring;
+        int32_t want[256];
+        int nw = json_ids(cJSON_GetObjectItem(it, "ids"), want, 256);
+        bool ok = encode_is(t, text, strlen(text), false, true, want, (size_t)nw, path);
+        nw = json_ids(cJSON_GetObjectItem(it, "ids_add_special"), want, 256);
+        ok = encode_is(t, text, strlen(text), true, true, want, (size_t)nw, path) && ok;
+        CHECK("tiny tokenizer matches HF tokenizers", ok);
+        ok_n += ok;
+        all_n++;
+    }
+    CHECK("tiny golden present", all_n >= 8);
+    printf("%-40s matches HF tokenizers on %d/%d texts\n", path, ok_n, all_n);
+    // without parse_special: the special <|user|> is text, the added [[x]] is still matched
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int32_t user = -1, x = -1;
+    for (int32_t i = 0; i < keel_tokenizer_n_vocab(t); i++) {
+        if (strcmp(keel_token_text(t, i), "<|user|>") == 0) user = i;
+        if (strcmp(keel_token_text(t, i), "[[x]]") == 0) x = i;
+    }
+    CHECK("tiny: added tokens present", user >= 0 && x >= 0);
+    CHECK("tiny: plain text", keel_tokenize(t, "<|user|>[[x]]", 13, false, false, &ids, &n, &err) == KEEL_OK && n > 2 &&
+                                  ids[0] != user && ids[n - 1] == x);
+    keel_free(ids);
+    CHECK("tiny: eos ends generation", keel_token_eos(t) >= 0 && keel_token_is_eog(t, keel_token_eos(t)));
+    char *back = NULL;
+    const char *text = "state-of-the-art 2024-01-02! naïve";
+    CHECK("tiny: round trip", keel_tokenize(t, text, strlen(text), true, false, &ids, &n, &err) == KEEL_OK &&
+                                  keel_detokenize(t, ids, n, false, &back, &err) == KEEL_OK && strcmp(back, text) == 0);
+    keel_free(ids);
+    keel_free(back);
+    cJSON_Delete(g);
+    keel_tokenizer_free(t);
+}
+
 // ---------------------------------------------------------------- stories260K
 
 static void test_stories260k(void) {
@@ -527,6 +577,8 @@ int main(void) {
     test_hf_twins("models/tokenizers/gpt2/tokenizer.json", "models/llama.cpp-vocab/ggml-vocab-gpt-2.gguf", "gpt2");
     test_hf_twins("models/tokenizers/llama2/tokenizer.json", "models/llama.cpp-vocab/ggml-vocab-llama-spm.gguf",
                   "llama2");
+    test_tiny_json("tests/data/tiny_bpe_tokenizer.json", "tiny");
+    test_tiny_json("tests/data/tiny_bpe_tokenizer_ignore_merges.json", "tiny_ignore_merges");
     test_stories260k();
     test_smollm2();
     test_errors_and_pieces();
