@@ -117,7 +117,7 @@ keel_status keel_tokenizer_from_gguf(const keel_gguf *g, keel_tokenizer **out, k
             size_t len;
             const char *s = keel_gguf_arr_str(g, k_merges, i, &len);
             // "left right": split at the first space after the first byte
-            const char *sp = len > 1 ? memchr(s + 1, ' ', len - 1) : NULL;
+            const char *sp = s && len > 1 ? memchr(s + 1, ' ', len - 1) : NULL;
             if (!sp) {
                 keel_tokenizer_free(t);
                 return KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s: tokenizer.ggml.merges[%llu] has no space: \"%.*s\"",

@@ -538,6 +538,72 @@ static void test_errors_and_pieces(void) {
     keel_tokenizer_free(NULL);
 }
 
+// The fuzz seeds double as small hand-made vocabularies (made by
+// tools/make_tokenizer_fuzz_seeds.py): good ones load and behave, bad ones
+// fail with the right code and a message naming the problem.
+static void test_seed_vocabs(void) {
+    keel_err err;
+    keel_tokenizer *t = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    char *out = NULL;
+    keel_chat_msg m[2] = {{"user", "Hello world"}, {"assistant", "hi"}};
+    // SPM: pieces by score, byte fallback, Llama-2 template
+    CHECK("tiny_spm loads", keel_tokenizer_load("tests/fuzz/corpus/tokenizer_gguf/tiny_spm.gguf", &t, &err) == KEEL_OK);
+    if (t) {
+        // best-scored pairs first: "▁H" "el" "lo" (no "▁Hel" piece to go on),
+        // "▁w" "or" "ld"; "?" is not a piece: <0x3F> = 3 + 0x3F
+        int32_t want[] = {1, 260, 261, 262, 264, 265, 266, 3 + 0x3f};
+        CHECK("tiny_spm encode", encode_is(t, "Hello world?", 12, true, false, want, 8, "tiny_spm"));
+        CHECK("tiny_spm llama2", keel_tokenizer_chat_format(t) == KEEL_CHAT_LLAMA2);
+        CHECK("tiny_spm chat", keel_chat_apply(t, m, 2, true, &out, &err) == KEEL_OK &&
+                                   strcmp(out, "<s>[INST] Hello world [/INST] hi </s>") == 0);
+        keel_free(out);
+        CHECK("tiny_spm: 0xFFFFFFFF id means none", keel_token_bos(t) == 1);
+        keel_tokenizer_free(t);
+    }
+    // byte-level BPE with merges, smollm pre-tokenizer, ChatML with a default system turn
+    CHECK("tiny_bpe loads", keel_tokenizer_load("tests/fuzz/corpus/tokenizer_gguf/tiny_bpe_smollm.gguf", &t, &err) == KEEL_OK);
+    if (t) {
+        int32_t hello = 262, world = 267; // "Hello", "Ġworld"
+        int32_t want[] = {1, hello, world, 2};
+        CHECK("tiny_bpe encode", encode_is(t, "<|im_start|>Hello world<|im_end|>", 33, false, true, want, 4, "tiny_bpe"));
+        CHECK("tiny_bpe chat", keel_chat_apply(t, m, 1, true, &out, &err) == KEEL_OK &&
+                                   strcmp(out, "<|im_start|>system\nYou are a fuzzer<|im_end|>\n<|im_start|>user\nHello "
+                                               "world<|im_end|>\n<|im_start|>assistant\n") == 0);
+        keel_free(out);
+        CHECK("tiny_bpe: digits one by one", keel_tokenize(t, "123", 3, false, false, &ids, &n, &err) == KEEL_OK && n == 3);
+        keel_free(ids);
+        keel_tokenizer_free(t);
+    }
+    t = (keel_tokenizer *)&err;
+    CHECK("unknown pre-tokenizer", keel_tokenizer_load("tests/fuzz/corpus/tokenizer_gguf/tiny_bpe_bad_pre.gguf", &t, &err) ==
+                                           KEEL_ERR_UNSUPPORTED && !t && strstr(err.msg, "no-such-pre"));
+    CHECK("merge without a space", keel_tokenizer_load("tests/fuzz/corpus/tokenizer_gguf/tiny_bpe_bad_merge.gguf", &t, &err) ==
+                                           KEEL_ERR_FORMAT && strstr(err.msg, "merges"));
+    // tokenizer.json variants
+    CHECK("bytelevel.json loads", keel_tokenizer_load("tests/fuzz/corpus/tokenizer_json/bytelevel.json", &t, &err) == KEEL_OK);
+    if (t) {
+        int32_t want[] = {1, 262, 267, 2}; // TemplateProcessing: <|im_start|> $A <|im_end|>
+        CHECK("bytelevel.json encode", encode_is(t, "Hello world", 11, true, false, want, 4, "bytelevel.json"));
+        keel_tokenizer_free(t);
+    }
+    CHECK("spm_as_bpe.json loads", keel_tokenizer_load("tests/fuzz/corpus/tokenizer_json/spm_as_bpe.json", &t, &err) == KEEL_OK);
+    if (t) {
+        int32_t want[] = {1, 260, 261, 262, 276}; // <s> ▁H el lo ! ("▁Hel" is not in the vocab)
+        CHECK("spm_as_bpe.json encode", encode_is(t, "Hello!", 6, true, false, want, 5, "spm_as_bpe.json"));
+        int32_t want2[] = {260, 3 + 0xc3, 3 + 0xa9}; // é is not a piece: bytes
+        CHECK("spm_as_bpe.json byte fallback", encode_is(t, "H\xc3\xa9", 3, false, false, want2, 3, "spm_as_bpe.json"));
+        CHECK("spm_as_bpe.json is SPM", keel_tokenizer_get_kind(t) == KEEL_TOKENIZER_SPM);
+        keel_tokenizer_free(t);
+    }
+    CHECK("WordPiece unsupported", keel_tokenizer_load("tests/fuzz/corpus/tokenizer_json/bad_model_type.json", &t, &err) ==
+                                           KEEL_ERR_UNSUPPORTED && strstr(err.msg, "WordPiece"));
+    CHECK("bad id", keel_tokenizer_load("tests/fuzz/corpus/tokenizer_json/bad_id.json", &t, &err) == KEEL_ERR_FORMAT);
+    CHECK("truncated json", keel_tokenizer_load("tests/fuzz/corpus/tokenizer_json/truncated.json", &t, &err) == KEEL_ERR_FORMAT &&
+                                strstr(err.msg, "invalid JSON"));
+}
+
 // Llama-2 chat: tokenizer.json + a tokenizer_config.json with Meta's template.
 static void test_llama2_chat(void) {
     char tj[512];
@@ -583,5 +649,6 @@ int main(void) {
     test_smollm2();
     test_errors_and_pieces();
     test_llama2_chat();
+    test_seed_vocabs();
     return test_report();
 }
