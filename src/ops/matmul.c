@@ -188,13 +188,25 @@ static void matmul_generic(const float *x, int64_t T, const keel_mm *mm, int n, 
 #ifdef KEEL_X86
 #define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 
-// xs (K, NR) = x[t0 .. t0+NR) transposed, zero past T.
+// xs (K, NR) = x[t0 .. t0+NR) transposed, zero past T. Two 16-lane gathers
+// per k read one column of x; the stores are contiguous.
 AVX512 static void pack_strip(float *xs, const float *x, int64_t T, int64_t K, int64_t t0) {
     int64_t nt = T - t0 < NR ? T - t0 : NR;
-    if (nt < NR) memset(xs, 0, sizeof(float) * (size_t)(K * NR));
-    for (int64_t t = 0; t < nt; t++) {
-        const float *xr = x + (t0 + t) * K;
-        for (int64_t k = 0; k < K; k++) xs[k * NR + t] = xr[k];
+    const float *x0 = x + t0 * K;
+    if (K > INT32_MAX / NR) { // gather offsets are 32-bit
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t t = 0; t < NR; t++) xs[k * NR + t] = t < nt ? x0[t * K + k] : 0.0f;
+        return;
+    }
+    __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    __m512i idx0 = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)K));
+    __m512i idx1 = _mm512_add_epi32(idx0, _mm512_set1_epi32((int)(16 * K)));
+    __mmask16 m0 = nt >= 16 ? 0xffff : (__mmask16)((1u << nt) - 1);
+    __mmask16 m1 = nt >= 32 ? 0xffff : nt <= 16 ? 0 : (__mmask16)((1u << (nt - 16)) - 1);
+    __m512 z = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        _mm512_store_ps(xs + k * NR, _mm512_mask_i32gather_ps(z, m0, idx0, x0 + k, 4));
+        _mm512_store_ps(xs + k * NR + 16, _mm512_mask_i32gather_ps(z, m1, idx1, x0 + k, 4));
     }
 }
 
