@@ -30,6 +30,18 @@ for name in ["gpt2", "llama2"]:
     out[name] = [{"text": s,
                   "ids": tok.encode(s, add_special_tokens=False).ids,
                   "ids_add_special": tok.encode(s, add_special_tokens=True).ids} for s in texts]
+# ---- the Llama-2 vocabulary behind a Metaspace pre-tokenizer (the layout newer
+# transformers write for SentencePiece models); the C test builds the same json
+with open(os.path.join(shared, "models", "tokenizers", "llama2", "tokenizer.json"), encoding="utf-8") as f:
+    l2 = json.load(f)
+for scheme, split in [("first", False), ("always", True)]:
+    j = dict(l2, normalizer=None,
+             pre_tokenizer={"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": scheme, "split": split})
+    tk = Tokenizer.from_str(json.dumps(j))
+    out["llama2_metaspace_%s_%s" % (scheme, "split" if split else "nosplit")] = [
+        {"text": s, "ids": tk.encode(s, add_special_tokens=False).ids,
+         "ids_add_special": tk.encode(s, add_special_tokens=True).ids} for s in texts]
+
 # ---- tiny trained tokenizer
 here = os.path.dirname(os.path.abspath(__file__))
 tiny = Tokenizer(models.BPE())

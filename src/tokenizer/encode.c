@@ -307,18 +307,29 @@ typedef struct enc_ctx {
     ids_out out;
 } enc_ctx;
 
-// A plain-text segment (no special tokens inside).
-static keel_status encode_segment(enc_ctx *c, const char *s, size_t n, keel_err *err) {
+// A plain-text segment (no special tokens inside); at_start: it begins the text.
+static keel_status encode_segment(enc_ctx *c, const char *s, size_t n, bool at_start, keel_err *err) {
     const keel_tokenizer *t = c->t;
     if (n == 0) return KEEL_OK;
     if (t->spm_space) {
-        // SentencePiece: "▁" prefix and every space as "▁"; the segment is one word
+        // SentencePiece: "▁" prefix and every space as "▁"; the segment is one
+        // word, or (Metaspace split) one word per "▁"
         c->tmp.len = 0;
-        bool ok = !t->add_space_prefix || keel_buf_append(&c->tmp, "\xe2\x96\x81", 3);
+        bool prefix = t->add_space_prefix && (!t->spm_prefix_first || at_start) && !(t->spm_metaspace && s[0] == ' ');
+        bool ok = !prefix || keel_buf_append(&c->tmp, "\xe2\x96\x81", 3);
         for (size_t i = 0; ok && i < n; i++)
             ok = s[i] == ' ' ? keel_buf_append(&c->tmp, "\xe2\x96\x81", 3) : keel_buf_append(&c->tmp, s + i, 1);
-        if (!ok || !encode_word(t, &c->w, c->tmp.data, c->tmp.len, &c->out))
-            return KEEL_FAIL(err, KEEL_ERR_NOMEM, "tokenize: out of memory");
+        if (!ok) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "tokenize: out of memory");
+        const char *w = c->tmp.data, *end = c->tmp.data + c->tmp.len;
+        while (w < end) {
+            const char *next = end;
+            if (t->spm_split) // the next "▁" after the first character
+                for (const char *q = w + 1; q + 3 <= end; q++)
+                    if (memcmp(q, "\xe2\x96\x81", 3) == 0) { next = q; break; }
+            if (!encode_word(t, &c->w, w, (size_t)(next - w), &c->out))
+                return KEEL_FAIL(err, KEEL_ERR_NOMEM, "tokenize: out of memory");
+            w = next;
+        }
         return KEEL_OK;
     }
     // regex pre-tokenizer
@@ -398,7 +409,7 @@ keel_status keel_tokenize(const keel_tokenizer *t, const char *text, size_t len,
         size_t seg_end = i;
         if (t->tok[id].lstrip)
             while (seg_end > seg && is_ws(text[seg_end - 1])) seg_end--;
-        st = encode_segment(&c, text + seg, seg_end - seg, err);
+        st = encode_segment(&c, text + seg, seg_end - seg, seg == 0, err);
         if (st) goto done;
         if (!push(&c.out, id)) goto oom;
         i += t->tok[id].len;
@@ -406,7 +417,7 @@ keel_status keel_tokenize(const keel_tokenizer *t, const char *text, size_t len,
             while (i < len && is_ws(text[i])) i++;
         seg = i;
     }
-    st = encode_segment(&c, text + seg, len - seg, err);
+    st = encode_segment(&c, text + seg, len - seg, seg == 0, err);
     if (st) goto done;
     if (add_special) {
         if (t->has_post) {

@@ -8,7 +8,8 @@
 //                  SentencePiece-as-BPE layout of Llama-2's tokenizer.json)
 //   pre_tokenizer  null, ByteLevel (use_regex -> the GPT-2 regex;
 //                  add_prefix_space false), Split(Regex|String, Isolated),
-//                  Digits, and a Sequence of those
+//                  Digits, a Sequence of those; or Metaspace("▁", any
+//                  prepend_scheme, split or not) alone
 //   post_processor null, ByteLevel, TemplateProcessing (its "single"
 //                  template decides the specials added with add_special)
 //   added_tokens   special -> control tokens, others -> user-defined;
@@ -113,6 +114,21 @@ static keel_status parse_pre(keel_tokenizer *t, const cJSON *p, hf_ctx *c) {
             return KEEL_FAIL(c->err, KEEL_ERR_UNSUPPORTED, "%s: pre_tokenizer ByteLevel with add_prefix_space", c->path);
         t->byte_level = true;
         if (jbool(p, "use_regex", true)) return keel_tok_set_pre_named(t, "gpt-2", c->err);
+        return KEEL_OK;
+    }
+    if (strcmp(type, "Metaspace") == 0) {
+        const char *rep = jstr(p, "replacement"), *scheme = jstr(p, "prepend_scheme");
+        if (!rep || strcmp(rep, "\xe2\x96\x81") != 0)
+            return KEEL_FAIL(c->err, KEEL_ERR_UNSUPPORTED, "%s: pre_tokenizer Metaspace: only replacement \"\xe2\x96\x81\" is supported",
+                             c->path);
+        if (!scheme) scheme = jbool(p, "add_prefix_space", true) ? "always" : "never"; // older files
+        if (strcmp(scheme, "always") != 0 && strcmp(scheme, "first") != 0 && strcmp(scheme, "never") != 0)
+            return KEEL_FAIL(c->err, KEEL_ERR_UNSUPPORTED, "%s: pre_tokenizer Metaspace: prepend_scheme %s", c->path, scheme);
+        t->spm_space = true;
+        t->add_space_prefix = strcmp(scheme, "never") != 0;
+        t->spm_prefix_first = strcmp(scheme, "first") == 0;
+        t->spm_split = jbool(p, "split", true);
+        t->spm_metaspace = true;
         return KEEL_OK;
     }
     if (strcmp(type, "Digits") == 0)

@@ -74,6 +74,9 @@ struct keel_tokenizer {
     // prefixed with one (when add_space_prefix); decoding maps U+2581 back and
     // drops the leading space of the decoded text.
     bool spm_space, add_space_prefix;
+    bool spm_prefix_first;   // HF Metaspace prepend_scheme "first": only a segment at offset 0
+    bool spm_split;          // HF Metaspace split: every "▁" starts a new word
+    bool spm_metaspace;      // HF Metaspace: no prefix when the segment already starts with a space
     bool byte_level;         // GPT-2 byte <-> unicode mapping around the merges
     bool byte_fallback;      // unknown characters become <0xNN> tokens
     bool fuse_unk;           // consecutive unknowns collapse into one UNK

@@ -14,6 +14,8 @@
 #include "tokenizer/tokenizer.h" // keel_tokenizer_from_hf
 
 #include <cJSON.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 static char *read_all(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -248,6 +250,58 @@ static void test_hf_twins(const char *json_rel, const char *gguf_rel, const char
     cJSON_Delete(g);
     keel_tokenizer_free(tj);
     keel_tokenizer_free(tg);
+}
+
+// Llama-2's vocabulary behind a Metaspace pre-tokenizer instead of the
+// Prepend/Replace normalizer: the json is rewritten here, the ids come from HF
+// tokenizers (tools/golden_tokenizer_hf.py does the same rewrite).
+static void test_metaspace(const char *scheme, bool split, const char *golden_key) {
+    char src[512];
+    test_shared_path(src, sizeof src, "models/tokenizers/llama2/tokenizer.json");
+    cJSON *j = load_json(src), *g = load_json("tests/golden/hf_tokenizers_extra.json");
+    if (!j || !g) {
+        CHECK("llama2 tokenizer.json and golden readable", false);
+        cJSON_Delete(j);
+        cJSON_Delete(g);
+        return;
+    }
+    cJSON_ReplaceItemInObject(j, "normalizer", cJSON_CreateNull());
+    cJSON *pre = cJSON_CreateObject();
+    cJSON_AddStringToObject(pre, "type", "Metaspace");
+    cJSON_AddStringToObject(pre, "replacement", "\xe2\x96\x81");
+    cJSON_AddStringToObject(pre, "prepend_scheme", scheme);
+    cJSON_AddBoolToObject(pre, "split", split);
+    cJSON_ReplaceItemInObject(j, "pre_tokenizer", pre);
+    char path[] = "/tmp/keel-test-metaspace-XXXXXX";
+    int fd = mkstemp(path);
+    char *text = cJSON_PrintUnformatted(j);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    bool wrote = f && text && fwrite(text, 1, strlen(text), f) == strlen(text);
+    if (f) fclose(f);
+    free(text);
+    cJSON_Delete(j);
+    keel_err err;
+    keel_tokenizer *t = NULL;
+    CHECK("metaspace json written", wrote);
+    CHECK("metaspace json loads", wrote && keel_tokenizer_from_hf(path, NULL, &t, &err) == KEEL_OK);
+    unlink(path);
+    int ok_n = 0, all_n = 0;
+    const cJSON *it, *list = t ? cJSON_GetObjectItem(g, golden_key) : NULL;
+    cJSON_ArrayForEach(it, list) {
+        const char *s = cJSON_GetObjectItem(it, "text")->valuestring;
+        int32_t want[1024];
+        int nw = json_ids(cJSON_GetObjectItem(it, "ids"), want, 1024);
+        bool ok = encode_is(t, s, strlen(s), false, true, want, (size_t)nw, golden_key);
+        nw = json_ids(cJSON_GetObjectItem(it, "ids_add_special"), want, 1024);
+        ok = encode_is(t, s, strlen(s), true, true, want, (size_t)nw, golden_key) && ok;
+        CHECK("metaspace matches HF tokenizers", ok);
+        ok_n += ok;
+        all_n++;
+    }
+    CHECK("metaspace golden present", all_n > 10);
+    printf("llama2 vocab, Metaspace(%s, split=%d)   matches HF tokenizers on %d/%d texts\n", scheme, split, ok_n, all_n);
+    keel_tokenizer_free(t);
+    cJSON_Delete(g);
 }
 
 // A tiny trained tokenizer.json with the less common features: [a, b] merges,
@@ -643,6 +697,8 @@ int main(void) {
     test_hf_twins("models/tokenizers/gpt2/tokenizer.json", "models/llama.cpp-vocab/ggml-vocab-gpt-2.gguf", "gpt2");
     test_hf_twins("models/tokenizers/llama2/tokenizer.json", "models/llama.cpp-vocab/ggml-vocab-llama-spm.gguf",
                   "llama2");
+    test_metaspace("first", false, "llama2_metaspace_first_nosplit");
+    test_metaspace("always", true, "llama2_metaspace_always_split");
     test_tiny_json("tests/data/tiny_bpe_tokenizer.json", "tiny");
     test_tiny_json("tests/data/tiny_bpe_tokenizer_ignore_merges.json", "tiny_ignore_merges");
     test_stories260k();
