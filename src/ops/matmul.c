@@ -241,8 +241,12 @@ AVX512 static void kernel_12x32(int64_t K, const float *w, const float *xs, floa
     ST(0, 0) ST(1, 1) ST(2, 2) ST(3, 3) ST(4, 4) ST(5, 5)
     ST(6, 6) ST(7, 7) ST(8, 8) ST(9, 9) ST(A, 10) ST(B, 11)
 #undef ST
+    // column t of the tile (stride NR) is row t of c: one gather, one masked store
+    __m512i col = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                     _mm512_set1_epi32(NR));
+    __mmask16 m = (__mmask16)((1u << mr) - 1);
     for (int t = 0; t < nt; t++)
-        for (int r = 0; r < mr; r++) c[t * ldc + r] = tile[r][t];
+        _mm512_mask_storeu_ps(c + t * ldc, m, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, col, &tile[0][t], 4));
 }
 
 static void matmul_avx512(const float *x, int64_t T, const keel_mm *mm, int n, const keel_ops_scratch *s,
