@@ -240,25 +240,36 @@ keel_status keel_tok_add_pre(keel_tokenizer *t, const char *pattern, const char 
 #define RE_CJK "[\\x{4e00}-\\x{9fa5}\\x{800}-\\x{4e00}\\x{ac00}-\\x{d7ff}]+" // CJK ideographs, U+0800..U+4E00, Hangul
 
 // llama.cpp's regex lists per tokenizer.ggml.pre (the HF pre_tokenizer of
-// each family, rewritten as isolating splits). Only families whose
-// llama.cpp test vectors pass are listed (tests/unit/test_tokenizer.c).
+// each family, rewritten as isolating splits). Each family is checked by
+// tests/unit/test_tokenizer.c: gpt-2, mpt, starcoder, refact, deepseek-coder,
+// deepseek-llm, falcon with llama.cpp's vectors, smollm with SmolLM2 golden
+// ids, llama-bpe with a tiny trained tokenizer. "gpt2" and "olmo" are aliases
+// of gpt-2; "default" (what llama.cpp uses when a gpt2-type vocabulary names
+// no pre-tokenizer) has no reference vectors.
+// Llama-3's split: case-insensitive contractions, letters with one leading
+// non-letter, numbers in groups of up to three, symbols with trailing
+// newlines, newline runs, whitespace.
+#define RE_LLAMA3                                                                                  \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
 static const struct {
     const char *name;
+    bool ignore_merges; // a pre-token that is itself in the vocabulary is not merged (HF ignore_merges)
     const char *re[6];
 } pre_table[] = {
     // llama.cpp's choice for a "gpt2" vocabulary that names no pre-tokenizer
-    {"default", {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}},
-    {"gpt-2", {RE_GPT2}},
-    {"gpt2", {RE_GPT2}},
-    {"mpt", {RE_GPT2}},
-    {"olmo", {RE_GPT2}},
+    {"default", false, {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}},
+    {"gpt-2", false, {RE_GPT2}},
+    {"gpt2", false, {RE_GPT2}},
+    {"mpt", false, {RE_GPT2}},
+    {"olmo", false, {RE_GPT2}},
     // digits split one by one, then GPT-2
-    {"starcoder", {"\\p{N}", RE_GPT2}},
-    {"refact", {"\\p{N}", RE_GPT2}},
-    {"smollm", {"\\p{N}", RE_GPT2}},
-    {"deepseek-coder", {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", RE_CJK, "\\p{N}"}},
-    {"deepseek-llm",
-     {"[\r\n]",
+    {"starcoder", false, {"\\p{N}", RE_GPT2}},
+    {"refact", false, {"\\p{N}", RE_GPT2}},
+    {"smollm", false, {"\\p{N}", RE_GPT2}},
+    {"deepseek-coder", false, {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", RE_CJK, "\\p{N}"}},
+    {"deepseek-llm", false, {"[\r\n]",
       // cased letters (Unicode L&); escapes, so that no Unicode normalization
       // of this file can change a code point
       "\\s?[A-Za-z\\x{b5}\\x{c0}-\\x{d6}\\x{d8}-\\x{f6}\\x{f8}-\\x{1ba}\\x{1bc}-\\x{1bf}\\x{1c4}-"
@@ -279,12 +290,17 @@ static const struct {
       "\\x{104d8}-\\x{104fb}\\x{10c80}-\\x{10cb2}\\x{10cc0}-\\x{10cf2}\\x{118a0}-\\x{118df}"
       "\\x{1e900}-\\x{1e943}]+",
       "\\s?[!-/:-~\\x{ff01}-\\x{ff0f}\\x{ff1a}-\\x{ff5e}\\x{2018}-\\x{201f}\\x{3000}-\\x{3002}]+", "\\s+$", RE_CJK, "\\p{N}+"}},
-    {"falcon", {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]"}},
+    // Llama-3 (tokenizer.ggml.pre "llama-bpe"); checked with a tiny tokenizer
+    // trained with HF tokenizers on this pre-tokenizer (tests/data/tiny_llama3*)
+    {"llama-bpe", true, {RE_LLAMA3}},
+    {"llama3", true, {RE_LLAMA3}},
+    {"falcon", false, {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]"}},
 };
 
 keel_status keel_tok_set_pre_named(keel_tokenizer *t, const char *name, keel_err *err) {
     for (size_t i = 0; i < sizeof pre_table / sizeof pre_table[0]; i++) {
         if (strcmp(pre_table[i].name, name) != 0) continue;
+        if (pre_table[i].ignore_merges) t->ignore_merges = true;
         for (int j = 0; j < 6 && pre_table[i].re[j]; j++) {
             keel_status st = keel_tok_add_pre(t, pre_table[i].re[j], name, err);
             if (st) return st;
@@ -295,8 +311,8 @@ keel_status keel_tok_set_pre_named(keel_tokenizer *t, const char *name, keel_err
         return KEEL_OK;
     }
     return KEEL_FAIL(err, KEEL_ERR_UNSUPPORTED,
-                     "tokenizer.ggml.pre = \"%s\": unsupported pre-tokenizer (known: gpt-2, mpt, olmo, "
-                     "starcoder, refact, smollm, deepseek-coder, deepseek-llm, falcon)",
+                     "tokenizer.ggml.pre = \"%s\": unsupported pre-tokenizer (known: default, gpt-2, mpt, olmo, "
+                     "starcoder, refact, smollm, deepseek-coder, deepseek-llm, llama-bpe, falcon)",
                      name);
 }
 

@@ -354,6 +354,38 @@ static void test_tiny_json(const char *path, const char *golden_key) {
     keel_tokenizer_free(t);
 }
 
+// Llama-3's pre-tokenizer: a tiny tokenizer trained with it, as
+// tokenizer.json (HF path) and as a GGUF with pre "llama-bpe" (GGUF path),
+// on llama.cpp's 46 strings and the extra texts.
+static void test_tiny_llama3(void) {
+    const char *paths[] = {"tests/data/tiny_llama3_tokenizer.json", "tests/data/tiny_llama3.gguf"};
+    cJSON *g = load_json("tests/golden/hf_tokenizers_extra.json");
+    for (int k = 0; k < 2; k++) {
+        keel_err err;
+        keel_tokenizer *t = NULL;
+        if (keel_tokenizer_load(paths[k], &t, &err) != KEEL_OK) {
+            fprintf(stderr, "%s: %s\n", paths[k], err.msg);
+            CHECK("tiny llama3 loads", false);
+            continue;
+        }
+        int ok_n = 0, all_n = 0;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItem(g, "tiny_llama3")) {
+            const char *s = cJSON_GetObjectItem(it, "text")->valuestring;
+            int32_t want[1024];
+            int nw = json_ids(cJSON_GetObjectItem(it, "ids"), want, 1024);
+            bool ok = encode_is(t, s, strlen(s), false, true, want, (size_t)nw, paths[k]);
+            CHECK("tiny llama3 matches HF tokenizers", ok);
+            ok_n += ok;
+            all_n++;
+        }
+        CHECK("tiny llama3 golden present", all_n >= 46);
+        printf("%-40s matches HF tokenizers on %d/%d texts\n", paths[k], ok_n, all_n);
+        keel_tokenizer_free(t);
+    }
+    cJSON_Delete(g);
+}
+
 // ---------------------------------------------------------------- stories260K
 
 static void test_stories260k(void) {
@@ -701,6 +733,7 @@ int main(void) {
     test_metaspace("always", true, "llama2_metaspace_always_split");
     test_tiny_json("tests/data/tiny_bpe_tokenizer.json", "tiny");
     test_tiny_json("tests/data/tiny_bpe_tokenizer_ignore_merges.json", "tiny_ignore_merges");
+    test_tiny_llama3();
     test_stories260k();
     test_smollm2();
     test_errors_and_pieces();
