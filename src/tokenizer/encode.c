@@ -9,6 +9,14 @@
 //              (SPM: highest score of the joined piece; merges list: lowest rank;
 //               ties: leftmost), then unknown symbols -> <0xNN> bytes or UNK
 //
+// Special tokens: user-defined (added) tokens are always cut out of the text,
+// control/unknown ones only with parse_special; at each position the longest
+// one wins (HF's leftmost-longest; llama.cpp instead carves out the longest
+// token everywhere first, which differs only for overlapping specials).
+// add_special adds what the tokenizer says: HF TemplateProcessing's ids, else
+// BOS/EOS by add_bos/add_eos. keel_tokenize only reads the tokenizer, so one
+// tokenizer can serve several threads.
+//
 // The merge loop keeps the symbols in a doubly linked list and the candidate
 // pairs in a binary heap; a popped pair is used only if both symbols are still
 // what they were when it was pushed, so the whole word is O(n log n).

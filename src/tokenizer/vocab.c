@@ -332,9 +332,13 @@ static int special_cmp(const void *pa, const void *pb) {
     return a->id < b->id ? -1 : a->id > b->id;
 }
 
-// Turn terminators that count as end of generation when the vocabulary has
-// them as control tokens (the same heuristic llama.cpp applies when a GGUF
-// has no tokenizer.ggml.eot_token_id).
+// End of generation (keel_token_is_eog) is, as in llama.cpp:
+//   * the EOS id, and tokenizer.ggml.eot_token_id / eom_token_id when given;
+//   * any of these texts when the vocabulary has it as a CONTROL token
+//     (HF: an added token with special=true), because chat models end a turn
+//     with their own marker while EOS stays the document end (SmolLM2:
+//     eos = <|im_end|> already; Llama-3: <|eot_id|>; Phi-3: <|end|>).
+// A plain-text token with one of these spellings is never EOG.
 static const char *const eog_texts[] = {
     "<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>", "</s>", "<|end|>",
     "<end_of_turn>", "<|eom_id|>", "<EOT>", "<|END_OF_TURN_TOKEN|>", "<｜end▁of▁sentence｜>",
