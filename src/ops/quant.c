@@ -258,9 +258,85 @@ AVX2 static float dot_avx2(keel_dtype t, const uint8_t *s, const float *x, int64
     }
     return hsum8(_mm256_add_ps(acc0, acc1)) + tail;
 }
+
+// ---- AVX-512 (dots only: the decode matvec's inner loop) ---------------------------
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+// The 32 codes of a Q4 block as two vectors of 16 floats, in element order.
+AVX512 static inline void nibbles16x2(const uint8_t *qs, __m512 *v0, __m512 *v1) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)qs);
+    __m128i m4 = _mm_set1_epi8(15);
+    *v0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(raw, m4)));
+    *v1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(raw, 4), m4)));
+}
+
+AVX512 static float dot_avx512(keel_dtype t, const uint8_t *s, const float *x, int64_t n) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, accm = acc0;
+    __m512 v0, v1;
+    int64_t i = 0;
+    float tail = 0.0f;
+    switch (t) {
+    case KEEL_DTYPE_F16:
+        for (; i + 32 <= n; i += 32) {
+            __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(s + 2 * i)));
+            __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(s + 2 * i + 32)));
+            acc0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + i), acc0);
+            acc1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + i + 16), acc1);
+        }
+        if (i < n) tail = dot_avx2(t, s + 2 * i, x + i, n - i);
+        break;
+    case KEEL_DTYPE_Q8_0:
+        for (int64_t b = 0; b < n / 32; b++, s += 34, x += 32) {
+            v0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(s + 2))));
+            v1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(s + 18))));
+            __m512 d = _mm512_set1_ps(f16c_at(s));
+            acc0 = _mm512_fmadd_ps(_mm512_mul_ps(d, v0), _mm512_loadu_ps(x), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_mul_ps(d, v1), _mm512_loadu_ps(x + 16), acc1);
+        }
+        break;
+    case KEEL_DTYPE_Q4_0:
+        // d * sum((q - 8) x): the -8 goes in with the codes
+        for (int64_t b = 0; b < n / 32; b++, s += 18, x += 32) {
+            nibbles16x2(s + 2, &v0, &v1);
+            __m512 d = _mm512_set1_ps(f16c_at(s)), eight = _mm512_set1_ps(8.0f);
+            acc0 = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_sub_ps(v0, eight)), _mm512_loadu_ps(x), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_sub_ps(v1, eight)), _mm512_loadu_ps(x + 16), acc1);
+        }
+        break;
+    case KEEL_DTYPE_Q4_1:
+        // (d q + m) x, dequantized in registers: two independent FMA chains
+        for (int64_t b = 0; b < n / 32; b++, s += 20, x += 32) {
+            nibbles16x2(s + 4, &v0, &v1);
+            __m512 d = _mm512_set1_ps(f16c_at(s)), m = _mm512_set1_ps(f16c_at(s + 2));
+            acc0 = _mm512_fmadd_ps(_mm512_fmadd_ps(d, v0, m), _mm512_loadu_ps(x), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_fmadd_ps(d, v1, m), _mm512_loadu_ps(x + 16), acc1);
+        }
+        break;
+    default:
+        return dot_avx2(t, s, x, n);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), accm)) + tail;
+}
 #endif // KEEL_X86
 
 // ---- dispatch --------------------------------------------------------------------
+
+static bool use_avx512(void) {
+#ifdef KEEL_X86
+    static atomic_int have = -1;
+    int h = atomic_load_explicit(&have, memory_order_relaxed);
+    if (h < 0) {
+        __builtin_cpu_init();
+        h = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && !getenv("KEEL_NO_SIMD");
+        atomic_store_explicit(&have, h, memory_order_relaxed);
+    }
+    return h != 0;
+#else
+    return false;
+#endif
+}
 
 static bool use_avx2(void) {
 #ifdef KEEL_X86
@@ -292,6 +368,7 @@ void keel_dequant_row(keel_dtype t, const void *src, float *dst, int64_t n) {
 float keel_dot_row(keel_dtype t, const void *row, const float *x, int64_t n) {
     KEEL_ASSERT(n % keel_dtype_block(t) == 0);
 #ifdef KEEL_X86
+    if (use_avx512()) return dot_avx512(t, (const uint8_t *)row, x, n);
     if (use_avx2()) return dot_avx2(t, (const uint8_t *)row, x, n);
 #endif
     return dot_c(t, (const uint8_t *)row, x, n);

@@ -71,6 +71,10 @@ static void test_quant_golden(void) {
             snprintf(what, sizeof what, "%s n=%d: AVX2 dot", keel_dtype_name(t), n);
             CHECK_CLOSE(what, dot_avx2(t, bytes, x, n), ref_dot, 1e-4 * (1 + fabs(ref_dot)) * sqrt(n));
         }
+        if (use_avx512()) {
+            snprintf(what, sizeof what, "%s n=%d: AVX-512 dot", keel_dtype_name(t), n);
+            CHECK_CLOSE(what, dot_avx512(t, bytes, x, n), ref_dot, 1e-4 * (1 + fabs(ref_dot)) * sqrt(n));
+        }
 #endif
         free(bytes), free(a), free(b), free(x);
         n_cases++;
