@@ -69,7 +69,8 @@ void keel_op_rope_fwd(float *x, const float *cs, int64_t T, int n_head, int head
 
 // ---- attention -------------------------------------------------------------------
 
-size_t keel_attention_scratch_floats(int64_t max_kv) { return (size_t)max_kv + 64; }
+// Four query rows' scores at a time (attn_rows4_avx512), each padded by 64.
+size_t keel_attention_scratch_floats(int64_t max_kv) { return 4 * ((size_t)max_kv + 64); }
 
 int64_t keel_kt_stride(int64_t n_ctx) { return (n_ctx + 15) / 16 * 16 + 16; }
 
@@ -176,6 +177,78 @@ AVX512 static void attn_row_avx512(float *o, const float *qh, const float *kt, i
     for (int b = 0; b < nv; b++) _mm512_storeu_ps(o + 16 * b, _mm512_mul_ps(acc[b], _mm512_set1_ps(inv)));
 }
 
+// Four consecutive query rows of one head (hd == 64), in batched evaluation:
+// row r sees n0 + r keys. Every key and value vector loaded serves all four,
+// so the loads per FMA drop fourfold. sc: 4 rows of stride scs.
+AVX512 static void attn_rows4_avx512(float *o, int64_t qs, const float *q, const float *kt, int64_t ldk,
+                                     const float *vc, int64_t kvs, int64_t n0, float scale, float *sc,
+                                     int64_t scs) {
+    const int64_t nmax = n0 + 3;
+    float qsc[4][64];
+    for (int r = 0; r < 4; r++)
+        for (int i = 0; i < 64; i++) qsc[r][i] = q[r * qs + i] * scale;
+    for (int64_t j0 = 0; j0 < nmax; j0 += 64) {
+        __mmask16 m[4];
+        __m512 a[4][4];
+        for (int b = 0; b < 4; b++) {
+            m[b] = tail_mask(nmax - j0 - 16 * b);
+            for (int r = 0; r < 4; r++) a[r][b] = _mm512_setzero_ps();
+        }
+        for (int i = 0; i < 64; i++) {
+            const float *row = kt + (int64_t)i * ldk + j0;
+            __m512 k0 = _mm512_maskz_loadu_ps(m[0], row), k1 = _mm512_maskz_loadu_ps(m[1], row + 16);
+            __m512 k2 = _mm512_maskz_loadu_ps(m[2], row + 32), k3 = _mm512_maskz_loadu_ps(m[3], row + 48);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                __m512 qv = _mm512_set1_ps(qsc[r][i]);
+                a[r][0] = _mm512_fmadd_ps(qv, k0, a[r][0]);
+                a[r][1] = _mm512_fmadd_ps(qv, k1, a[r][1]);
+                a[r][2] = _mm512_fmadd_ps(qv, k2, a[r][2]);
+                a[r][3] = _mm512_fmadd_ps(qv, k3, a[r][3]);
+            }
+        }
+        for (int r = 0; r < 4; r++)
+            for (int b = 0; b < 4; b++) _mm512_mask_storeu_ps(sc + r * scs + j0 + 16 * b, m[b], a[r][b]);
+    }
+    float inv[4];
+    for (int r = 0; r < 4; r++) {
+        float *sr = sc + r * scs;
+        int64_t n = n0 + r;
+        __m512 vmx = _mm512_set1_ps(-INFINITY);
+        for (int64_t j = 0; j < n; j += 16)
+            vmx = _mm512_max_ps(vmx, _mm512_mask_loadu_ps(vmx, tail_mask(n - j), sr + j));
+        __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmx));
+        __m512 vs = _mm512_setzero_ps();
+        for (int64_t j = 0; j < n; j += 16) {
+            __mmask16 mk = tail_mask(n - j);
+            __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, sr + j), mx));
+            _mm512_mask_storeu_ps(sr + j, mk, e);
+            vs = _mm512_mask_add_ps(vs, mk, vs, e);
+        }
+        inv[r] = 1.0f / _mm512_reduce_add_ps(vs);
+        for (int64_t j = n; j < nmax; j++) sr[j] = 0.0f; // keys this row must not see
+    }
+    __m512 acc[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int b = 0; b < 4; b++) acc[r][b] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < nmax; j++) {
+        const float *vj = vc + j * kvs;
+        __m512 v0 = _mm512_loadu_ps(vj), v1 = _mm512_loadu_ps(vj + 16);
+        __m512 v2 = _mm512_loadu_ps(vj + 32), v3 = _mm512_loadu_ps(vj + 48);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            __m512 p = _mm512_set1_ps(sc[r * scs + j]);
+            acc[r][0] = _mm512_fmadd_ps(p, v0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(p, v1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_ps(p, v2, acc[r][2]);
+            acc[r][3] = _mm512_fmadd_ps(p, v3, acc[r][3]);
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        for (int b = 0; b < 4; b++)
+            _mm512_storeu_ps(o + r * qs + 16 * b, _mm512_mul_ps(acc[r][b], _mm512_set1_ps(inv[r])));
+}
+
 AVX512 static void swiglu_avx512(float *y, const float *gate, const float *up, int64_t n) {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -215,26 +288,40 @@ void keel_op_attention_fwd(float *out, const float *q, const float *kt, int64_t 
     if ((double)T * n_head * ((double)pos0 + T) * hd < 65536.0) nt = 1;
     (void)nt;
 
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
-    for (int64_t th = 0; th < T * n_head; th++) {
-        int64_t t = th / n_head;
-        int h = (int)(th % n_head), kvh = h / group;
-        int64_t n = (int64_t)pos0 + t + 1; // causal: positions 0 .. pos0+t
+    // Work items: (block of rows, head). With hd == 64 on AVX-512 a block is
+    // four consecutive query rows sharing their key/value loads, else one row.
+    const int64_t rb = fast && hd == 64 ? 4 : 1;
+    const int64_t n_blocks = (T + rb - 1) / rb;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 2)
+    for (int64_t item = 0; item < n_blocks * n_head; item++) {
+        int64_t t0 = item / n_head * rb;
+        int h = (int)(item % n_head), kvh = h / group;
 #ifdef _OPENMP
         float *sc = s->buf + (size_t)omp_get_thread_num() * s->per_thread;
 #else
         float *sc = s->buf;
 #endif
-        const float *qh = q + t * qs + (int64_t)h * hd;
         const float *ktg = kt + (int64_t)kvh * hd * ldk;
-        float *oh = out + t * qs + (int64_t)h * hd;
+        const float *vg = vc + (int64_t)kvh * hd;
 #ifdef KEEL_X86
-        if (fast) {
-            attn_row_avx512(oh, qh, ktg, ldk, vc + (int64_t)kvh * hd, kvs, n, hd, scale, sc);
+        if (rb == 4 && t0 + 4 <= T) {
+            attn_rows4_avx512(out + t0 * qs + (int64_t)h * hd, qs, q + t0 * qs + (int64_t)h * hd, ktg, ldk, vg, kvs,
+                              (int64_t)pos0 + t0 + 1, scale, sc, (int64_t)pos0 + T + 64);
             continue;
         }
 #endif
-        attn_row_c(oh, qh, ktg, ldk, vc + (int64_t)kvh * hd, kvs, n, hd, scale, sc);
+        for (int64_t t = t0; t < t0 + rb && t < T; t++) {
+            int64_t n = (int64_t)pos0 + t + 1; // causal: positions 0 .. pos0+t
+            const float *qh = q + t * qs + (int64_t)h * hd;
+            float *oh = out + t * qs + (int64_t)h * hd;
+#ifdef KEEL_X86
+            if (fast) {
+                attn_row_avx512(oh, qh, ktg, ldk, vg, kvs, n, hd, scale, sc);
+                continue;
+            }
+#endif
+            attn_row_c(oh, qh, ktg, ldk, vg, kvs, n, hd, scale, sc);
+        }
     }
 }
 
