@@ -113,7 +113,7 @@ static void gemm_nt(int64_t T, int64_t np, int64_t K, const float *a, const floa
         for (int64_t r = 0; r < np; r++) {
             const float *br = b + r * K;
             float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
+KEEL_OMP(simd reduction(+ : s0, s1, s2, s3))
             for (int64_t k = 0; k < K; k++) {
                 s0 += a0[k] * br[k];
                 s1 += a1[k] * br[k];
@@ -131,7 +131,7 @@ static void gemm_nt(int64_t T, int64_t np, int64_t K, const float *a, const floa
         for (int64_t r = 0; r < np; r++) {
             const float *br = b + r * K;
             float s0 = 0;
-#pragma omp simd reduction(+ : s0)
+KEEL_OMP(simd reduction(+ : s0))
             for (int64_t k = 0; k < K; k++) s0 += at[k] * br[k];
             c[t * ldc + r] = s0;
         }
@@ -164,7 +164,7 @@ static void matmul_generic(const float *x, int64_t T, const keel_mm *mm, int n, 
     panel_plan pl;
     plan_panels(&pl, mm, n, P);
 
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+KEEL_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
     for (int64_t p = 0; p < pl.first[n]; p++) {
         int i = 0;
         while (p >= pl.first[i + 1]) i++;
@@ -259,13 +259,13 @@ static void matmul_avx512(const float *x, int64_t T, const keel_mm *mm, int n, c
     plan_panels(&pl, mm, n, MR);
     float *xp = s->shared;
 
-#pragma omp parallel num_threads(nt)
+KEEL_OMP(parallel num_threads(nt))
     {
-#pragma omp for schedule(static)
+KEEL_OMP(for schedule(static))
         for (int64_t st = 0; st < n_strips; st++) pack_strip(xp + st * NR * K, x, T, K, st * NR);
         // (implicit barrier: every strip is packed before any tile reads it)
         float *wb = s->buf + (size_t)thread_id() * s->per_thread;
-#pragma omp for schedule(dynamic, 1)
+KEEL_OMP(for schedule(dynamic, 1))
         for (int64_t p = 0; p < pl.first[n]; p++) {
             int i = 0;
             while (p >= pl.first[i + 1]) i++;
@@ -303,7 +303,7 @@ void keel_matmul_multi(const float *x, int64_t T, const keel_mm *mm, int n, cons
     (void)nt;
 
     if (T == 1) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+KEEL_OMP(parallel for num_threads(nt) schedule(static))
         for (int64_t r = 0; r < rows; r++) {
             int i = 0;
             int64_t rr = r;

@@ -26,7 +26,7 @@ void keel_op_rmsnorm_fwd(float *y, const float *x, const float *w, int64_t T, in
         const float *xt = x + t * C;
         float *yt = y + t * C;
         double ss = 0.0;
-#pragma omp simd reduction(+ : ss)
+KEEL_OMP(simd reduction(+ : ss))
         for (int64_t i = 0; i < C; i++) ss += (double)xt[i] * (double)xt[i];
         float r = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
         for (int64_t i = 0; i < C; i++) yt[i] = xt[i] * r * w[i];
@@ -88,7 +88,7 @@ static void attn_row_c(float *o, const float *qh, const float *kt, int64_t ldk, 
     for (int i = 0; i < hd; i++) {
         float qi = qh[i] * scale;
         const float *row = kt + (int64_t)i * ldk;
-#pragma omp simd
+KEEL_OMP(simd)
         for (int64_t j = 0; j < n; j++) sc[j] += qi * row[j];
     }
     float mx = -INFINITY;
@@ -103,7 +103,7 @@ static void attn_row_c(float *o, const float *qh, const float *kt, int64_t ldk, 
     for (int64_t j = 0; j < n; j++) {
         const float *vj = vc + j * kvs;
         float a = sc[j];
-#pragma omp simd
+KEEL_OMP(simd)
         for (int i = 0; i < hd; i++) o[i] += a * vj[i];
     }
     for (int i = 0; i < hd; i++) o[i] *= inv;
@@ -292,7 +292,7 @@ void keel_op_attention_fwd(float *out, const float *q, const float *kt, int64_t 
     // four consecutive query rows sharing their key/value loads, else one row.
     const int64_t rb = fast && hd == 64 ? 4 : 1;
     const int64_t n_blocks = (T + rb - 1) / rb;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 2)
+KEEL_OMP(parallel for num_threads(nt) schedule(dynamic, 2))
     for (int64_t item = 0; item < n_blocks * n_head; item++) {
         int64_t t0 = item / n_head * rb;
         int h = (int)(item % n_head), kvh = h / group;
@@ -363,6 +363,6 @@ int64_t keel_op_argmax(const float *x, int64_t n) {
 }
 
 void keel_op_add(float *y, const float *x, int64_t n) {
-#pragma omp simd
+KEEL_OMP(simd)
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }

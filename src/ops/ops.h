@@ -13,6 +13,15 @@
 #include "core/core.h"
 #include "io/io.h"
 
+// OpenMP pragmas that vanish (without -Wunknown-pragmas noise) when keel is
+// built without OpenMP: KEEL_OMP(parallel for num_threads(n)).
+#ifdef _OPENMP
+#define KEEL_OMP(x) _Pragma(KEEL_OMP_STR(omp x))
+#define KEEL_OMP_STR(x) #x
+#else
+#define KEEL_OMP(x)
+#endif
+
 // ---- stored weight matrices ------------------------------------------------
 
 // A (n_out, n_in) weight as stored in a model file: n_out rows of n_in
