@@ -219,6 +219,36 @@ static void test_perplexity(const cJSON *g) {
     CHECK("too few tokens", keel_perplexity(ctx, toks, 50, 64, NULL, NULL, &r, &err) == KEEL_ERR_INVALID);
 }
 
+// A call longer than the context's batch (512) is split inside keel_eval;
+// the result must equal evaluating the same tokens in calls of 100.
+static void test_long_batch(const cJSON *g) {
+    enum { N = 560 };
+    keel_context *c = NULL;
+    keel_err err;
+    if (keel_context_init(model, 600, &c, &err) != KEEL_OK) {
+        CHECK("context of 600", 0);
+        return;
+    }
+    int32_t toks[N], story[256];
+    ids_of(cJSON_GetObjectItem(g, "generated_ids"), story, 256);
+    toks[0] = 1;
+    for (int i = 1; i < N; i++) toks[i] = story[(i - 1) % 256];
+    float *a = malloc(sizeof(float) * V * N), *b = malloc(sizeof(float) * V * N);
+    CHECK("one call of 560 tokens", keel_eval(c, toks, N, 0, a, KEEL_LOGITS_ALL, &err) == KEEL_OK);
+    for (int i = 0; i < N; i += 100)
+        keel_eval(c, toks + i, N - i < 100 ? N - i : 100, i, b + (size_t)i * V, KEEL_LOGITS_ALL, &err);
+    double worst = 0.0;
+    for (size_t i = 0; i < (size_t)V * N; i++) worst = fmax(worst, fabs(a[i] - b[i]));
+    CHECK_CLOSE("split inside keel_eval == calls of 100", worst, 0.0, 1e-4);
+    float last[512];
+    keel_eval(c, toks, N, 0, last, KEEL_LOGITS_LAST, &err);
+    worst = 0.0;
+    for (int v = 0; v < V; v++) worst = fmax(worst, fabs(last[v] - a[(size_t)(N - 1) * V + v]));
+    CHECK_CLOSE("LAST == the last row of ALL", worst, 0.0, 1e-5);
+    free(a), free(b);
+    keel_context_free(c);
+}
+
 int main(void) {
     char path[512], jpath[512];
     test_shared_path(path, sizeof path, "models/stories260K/stories260K.gguf");
@@ -248,6 +278,7 @@ int main(void) {
         test_nll(cJSON_GetObjectItem(j, "teacher_forced_nll"));
         test_eval_errors();
         test_perplexity(cJSON_GetObjectItem(j, "empty_prompt_greedy"));
+        test_long_batch(cJSON_GetObjectItem(j, "empty_prompt_greedy"));
     }
     cJSON_Delete(j);
     keel_context_free(ctx);
