@@ -52,8 +52,7 @@ int keel_cmd_perplexity(int argc, char **argv) {
     if (keel_model_load(model, &mp, &m, &err) != KEEL_OK) { keel_cli_fail(&err, NULL); goto done; }
     if (keel_tokenize(keel_model_tokenizer(m), text, len, true, false, &ids, &n, &err) != KEEL_OK) {
         // name the file: the tokenizer only knows the byte offset
-        fprintf(stderr, "keel: %s: ", file);
-        keel_cli_fail(&err, NULL);
+        fprintf(stderr, "keel: %s: %s\n", file, err.msg);
         goto done;
     }
     if (n < (size_t)n_ctx * 1) {
