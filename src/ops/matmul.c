@@ -15,7 +15,6 @@
 //     with a blocked loop of our own when built without OpenBLAS.
 #include "ops/ops.h"
 
-#include <stdatomic.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -39,20 +38,7 @@ static inline int thread_id(void) {
 #endif
 }
 
-static bool use_avx512(void) {
-#ifdef KEEL_X86
-    static atomic_int have = -1;
-    int h = atomic_load_explicit(&have, memory_order_relaxed);
-    if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("avx512f") && !getenv("KEEL_NO_SIMD");
-        atomic_store_explicit(&have, h, memory_order_relaxed);
-    }
-    return h != 0;
-#else
-    return false;
-#endif
-}
+static inline bool use_avx512(void) { return keel_cpu_features() & KEEL_CPU_AVX512; }
 
 // ---- scratch --------------------------------------------------------------------
 

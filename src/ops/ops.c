@@ -10,7 +10,6 @@
 #include "ops/ops.h"
 
 #include <math.h>
-#include <stdatomic.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -260,20 +259,7 @@ AVX512 static void swiglu_avx512(float *y, const float *gate, const float *up, i
 }
 #endif // KEEL_X86
 
-static bool use_avx512(void) {
-#ifdef KEEL_X86
-    static atomic_int have = -1;
-    int h = atomic_load_explicit(&have, memory_order_relaxed);
-    if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("avx512f") && !getenv("KEEL_NO_SIMD");
-        atomic_store_explicit(&have, h, memory_order_relaxed);
-    }
-    return h != 0;
-#else
-    return false;
-#endif
-}
+static inline bool use_avx512(void) { return keel_cpu_features() & KEEL_CPU_AVX512; }
 
 void keel_op_attention_fwd(float *out, const float *q, const float *kt, int64_t ldk, const float *vc, int64_t T,
                            int32_t pos0, int n_head, int n_head_kv, int hd, const keel_ops_scratch *s) {

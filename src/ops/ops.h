@@ -22,6 +22,21 @@
 #define KEEL_OMP(x)
 #endif
 
+// ---- CPU features (cpu.c) -----------------------------------------------------
+
+// What the running CPU and OS support, detected once with CPUID (works the
+// same under gcc and clang). Empty when KEEL_NO_SIMD is set (not "0").
+enum {
+    KEEL_CPU_AVX2 = 1u << 0,        // AVX2 + FMA + F16C
+    KEEL_CPU_AVX512 = 1u << 1,      // AVX-512 F + BW + VL (with the OS saving ZMM state)
+    KEEL_CPU_AVX512_VNNI = 1u << 2, // vpdpbusd
+    KEEL_CPU_AVX512_BF16 = 1u << 3, // vdpbf16ps, vcvtne2ps2bf16
+};
+KEEL_INTERNAL unsigned keel_cpu_features(void);
+// Test hook: later keel_cpu_features() calls return only the bits in mask
+// (~0u restores). Returns the previous mask. Not for use while kernels run.
+KEEL_INTERNAL unsigned keel_cpu_restrict(unsigned mask);
+
 // ---- stored weight matrices ------------------------------------------------
 
 // A (n_out, n_in) weight as stored in a model file: n_out rows of n_in

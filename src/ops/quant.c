@@ -8,8 +8,6 @@
 // x86-64. Rows live in read-only mmaps and may be unaligned: read bytewise.
 #include "ops/ops.h"
 
-#include <stdatomic.h>
-
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define KEEL_X86 1
@@ -322,37 +320,8 @@ AVX512 static float dot_avx512(keel_dtype t, const uint8_t *s, const float *x, i
 
 // ---- dispatch --------------------------------------------------------------------
 
-static bool use_avx512(void) {
-#ifdef KEEL_X86
-    static atomic_int have = -1;
-    int h = atomic_load_explicit(&have, memory_order_relaxed);
-    if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vl") && !getenv("KEEL_NO_SIMD");
-        atomic_store_explicit(&have, h, memory_order_relaxed);
-    }
-    return h != 0;
-#else
-    return false;
-#endif
-}
-
-static bool use_avx2(void) {
-#ifdef KEEL_X86
-    static atomic_int have = -1;
-    int h = atomic_load_explicit(&have, memory_order_relaxed);
-    if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-            __builtin_cpu_supports("f16c") && !getenv("KEEL_NO_SIMD");
-        atomic_store_explicit(&have, h, memory_order_relaxed);
-    }
-    return h != 0;
-#else
-    return false;
-#endif
-}
+static inline bool use_avx512(void) { return keel_cpu_features() & KEEL_CPU_AVX512; }
+static inline bool use_avx2(void) { return keel_cpu_features() & KEEL_CPU_AVX2; }
 
 void keel_dequant_row(keel_dtype t, const void *src, float *dst, int64_t n) {
     KEEL_ASSERT(n % keel_dtype_block(t) == 0);
