@@ -1,39 +1,80 @@
 #!/usr/bin/env bash
 # Inference benchmark (not a test): keel against llama.cpp's llama-bench on the
-# same GGUF file, in the same run, same thread count. Prints both and the
-# ratios keel / llama.cpp for prompt processing (pp256) and decode (tg64).
+# same GGUF file, in the same run, for each thread count. Prints both and the
+# ratios keel / llama.cpp for prompt processing (pp256) and decode (tg64),
+# with the load average and the share of the machine that other processes
+# used while each figure was taken (this machine is shared: figures taken
+# while others compile are not comparable, see /work/shared/PERF-NOTES.md).
 #
-#   make bench                      # SmolLM2-135M-Instruct Q4_1 from the cache
-#   MODEL=path.gguf make bench      # another model
-#   THREADS=2 REPS=5 make bench
+#   make bench                        # SmolLM2-135M-Instruct Q4_1 from the cache
+#   MODEL=path.gguf make bench        # another model
+#   THREADS="2 1" REPS=5 make bench   # thread counts to measure, in order
+#   KEEL_ONLY=1 make bench            # skip llama.cpp
+#   KEEL_ARGS=... make bench          # extra bench_infer arguments (e.g. "bf16")
 #
 # llama.cpp is built from the source that llama-cpp-python's PyPI sdist vendors
 # (tools/build_llama_cpp.sh), into ${KEEL_CACHE:-~/.cache/keel}/llama.cpp-build.
+# Both use OpenMP; OMP_WAIT_POLICY / GOMP_SPINCOUNT are passed through as found.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 cache=${KEEL_CACHE:-$HOME/.cache/keel}
 MODEL=${MODEL:-$(bash scripts/fetch-models.sh)}
-THREADS=${THREADS:-$(nproc)}
+THREADS=${THREADS:-"$(nproc) 1"}
 REPS=${REPS:-5}
 NP=${NP:-256}
 NG=${NG:-64}
+KEEL_ONLY=${KEEL_ONLY:-0}
 lb="$cache/llama.cpp-build/bin/llama-bench"
-if [ ! -x "$lb" ]; then
+if [ "$KEEL_ONLY" != 1 ] && [ ! -x "$lb" ]; then
   echo "bench: building llama.cpp's llama-bench (once) ..." >&2
   bash tools/build_llama_cpp.sh >&2
 fi
-echo "model: $MODEL  threads: $THREADS  reps: $REPS"
-echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} (left as found)"
-k=$("$BUILD/bench/bench_infer" "$MODEL" "$NP" "$NG" "$REPS" "$THREADS")
-l=$("$lb" -m "$MODEL" -p "$NP" -n "$NG" -t "$THREADS" -r "$REPS" -o json 2>/dev/null)
-python3 - "$k" "$l" "$NP" "$NG" <<'PY'
-import json, sys
-k = json.loads(sys.argv[1]); l = json.loads(sys.argv[2]); np_, ng = int(sys.argv[3]), int(sys.argv[4])
-lpp = next(r for r in l if r.get("n_prompt") == np_ and r.get("n_gen") == 0)["avg_ts"]
-ltg = next(r for r in l if r.get("n_gen") == ng and r.get("n_prompt") == 0)["avg_ts"]
-print(f"{'':14}{'pp'+str(np_)+' tok/s':>14}{'tg'+str(ng)+' tok/s':>14}")
-print(f"{'keel':14}{k['pp_tok_s']:14.1f}{k['tg_tok_s']:14.1f}")
-print(f"{'llama.cpp':14}{lpp:14.1f}{ltg:14.1f}")
-print(f"{'ratio':14}{k['pp_tok_s']/lpp:13.2f}x{k['tg_tok_s']/ltg:13.2f}x   (keel / llama.cpp; goal pp >= 1.5x)")
+echo "model: $MODEL  reps: $REPS  cpus: $(nproc)"
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-unset} (left as found)"
+python3 - "$BUILD/bench/bench_infer" "$lb" "$MODEL" "$NP" "$NG" "$REPS" "$KEEL_ONLY" "${KEEL_ARGS:-}" $THREADS <<'PY'
+import json, os, resource, subprocess, sys, time
+bench, lb, model, np_, ng, reps, keel_only, kargs = sys.argv[1:9]
+threads = [int(t) for t in sys.argv[9:]]
+np_, ng = int(np_), int(ng)
+ncpu = os.cpu_count() or 1
+HZ = os.sysconf("SC_CLK_TCK")
+
+def busy_s():
+    f = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    return (sum(f) - f[3] - f[4]) / HZ  # all but idle and iowait
+
+def run(cmd):
+    """Run cmd; return stdout, the load average before, and the share of the
+    machine used by other processes while it ran."""
+    load = os.getloadavg()[0]
+    r0, b0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), busy_s(), time.monotonic()
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+    r1, b1, t1 = resource.getrusage(resource.RUSAGE_CHILDREN), busy_s(), time.monotonic()
+    ours = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    other = max(0.0, (b1 - b0) - ours) / ((t1 - t0) * ncpu)
+    return out, load, other
+
+rows = []
+for t in threads:
+    k, kl, ko = run([bench, model, str(np_), str(ng), reps, str(t)] + kargs.split())
+    k = json.loads(k)
+    row = {"t": t, "kpp": k["pp_tok_s"], "ktg": k["tg_tok_s"], "kload": kl, "kother": ko}
+    if keel_only != "1":
+        l, ll, lo = run([lb, "-m", model, "-p", str(np_), "-n", str(ng), "-t", str(t), "-r", reps, "-o", "json"])
+        l = json.loads(l)
+        row["lpp"] = next(r for r in l if r.get("n_prompt") == np_ and r.get("n_gen") == 0)["avg_ts"]
+        row["ltg"] = next(r for r in l if r.get("n_gen") == ng and r.get("n_prompt") == 0)["avg_ts"]
+        row["lload"], row["lother"] = ll, lo
+    rows.append(row)
+
+pp, tg = f"pp{np_} tok/s", f"tg{ng} tok/s"
+print(f"{'system':10}{'threads':>8}{pp:>14}{tg:>14}{'load avg':>10}{'others':>8}")
+for r in rows:
+    print(f"{'keel':10}{r['t']:>8}{r['kpp']:14.1f}{r['ktg']:14.1f}{r['kload']:10.2f}{r['kother']:7.0%}")
+    if "lpp" in r:
+        print(f"{'llama.cpp':10}{r['t']:>8}{r['lpp']:14.1f}{r['ltg']:14.1f}{r['lload']:10.2f}{r['lother']:7.0%}")
+        print(f"{'ratio':10}{r['t']:>8}{r['kpp'] / r['lpp']:13.2f}x{r['ktg'] / r['ltg']:13.2f}x")
+print("(ratio = keel / llama.cpp, goal pp >= 1.5x; 'others' = share of all CPUs used by other processes"
+      " during the run: above ~5% the figures are not comparable)")
 PY
