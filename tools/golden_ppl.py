@@ -47,7 +47,8 @@ def llama_perplexity(binary, model, text_path, n_ctx, threads, batch):
     sysinfo = re.search(r"system_info: (.*)", log)
     assert m and chunks and ntok, log[-3000:]
     return {
-        "command": " ".join(["llama-perplexity"] + cmd[1:]).replace(model, os.path.basename(model)),
+        "command": " ".join(["llama-perplexity"] + cmd[1:]).replace(model, os.path.basename(model))
+                                                               .replace(text_path, os.path.basename(text_path)),
         "n_ctx": int(chunks.group(2)),
         "n_chunks": int(chunks.group(1)),
         "batch_size": int(chunks.group(3)),
