@@ -44,6 +44,7 @@ define require_pc
 endef
 $(eval $(call require_pc,libpcre2-8,libpcre2-dev))
 $(eval $(call require_pc,libcjson,libcjson-dev))
+$(eval $(call require_pc,yaml-0.1,libyaml-dev))
 
 # ---- optional: OpenMP (one thread pool for everything) ----------------------
 ifneq ($(USE_OPENMP),0)
