@@ -97,8 +97,22 @@ typedef struct keel_tensor_desc {
 
 typedef struct keel_model keel_model;
 
+// How the batched matmuls (prompt processing and perplexity: more than one
+// token per keel_eval) multiply; decoding one token is always fp32. The
+// reduced-precision modes need AMX-BF16 (Intel Xeon 4th gen and later, Linux
+// 5.16+); elsewhere they run as FP32. Accuracy on SmolLM2-135M, logits
+// against FP32, and speed: see bench/README.md.
+typedef enum keel_matmul_precision {
+    KEEL_MATMUL_FP32 = 0,   // fp32 products and sums (the default)
+    KEEL_MATMUL_BF16X3 = 1, // AMX: each value split into two bf16 (hi + lo), three tile
+                            // products: ~16-bit products, fp32 sums
+    KEEL_MATMUL_BF16 = 2,   // AMX: weights and activations rounded to bf16 (8-bit products),
+                            // fp32 sums; fastest, least accurate
+} keel_matmul_precision;
+
 typedef struct keel_model_params {
     int32_t n_threads; // 0 = all cores
+    keel_matmul_precision matmul_precision; // KEEL_MATMUL_FP32 by default
 } keel_model_params;
 
 KEEL_API keel_model_params keel_model_default_params(void);
@@ -259,6 +273,119 @@ typedef void (*keel_ppl_progress)(int32_t chunk, int32_t n_chunks, double ppl_so
 KEEL_API keel_status keel_perplexity(keel_context *c, const int32_t *tokens, size_t n,
                                      int32_t n_window, keel_ppl_progress cb, void *ud,
                                      keel_ppl_result *out, keel_err *err);
+
+// ---------------------------------------------------------------- training data
+//
+// JSONL training data (one JSON object per line; blank lines skipped), one
+// of four formats:
+//   text               {"text": "..."}                        loss on every token
+//   prompt_completion  {"prompt": "...", "completion": "..."} loss on the completion + EOS
+//   chat               {"messages": [{"role", "content"}...]} rendered with the model's
+//                      chat template; loss on assistant turns (through their end-of-turn token)
+//   alpaca             {"instruction", "input"?, "output"}    Stanford Alpaca prompt; loss on
+//                      the output + EOS
+// Every example becomes token ids and a loss mask: loss_mask[i] = 1 when the
+// prediction made at position i (of tokens[i + 1]) counts; loss_mask[n - 1]
+// is always 0. Details and the chat masking method: docs/job.md.
+
+typedef enum keel_data_format {
+    KEEL_DATA_AUTO = 0,              // decided by the first valid line's keys
+    KEEL_DATA_TEXT = 1,
+    KEEL_DATA_PROMPT_COMPLETION = 2,
+    KEEL_DATA_CHAT = 3,
+    KEEL_DATA_ALPACA = 4,
+} keel_data_format;
+
+typedef struct keel_data_params {
+    keel_data_format format; // KEEL_DATA_AUTO
+    int32_t max_seq_len;     // 512; longer examples are cut to this many tokens
+    bool skip_malformed;     // false: the first malformed line fails the load;
+                             // true: malformed lines are recorded as issues and skipped
+} keel_data_params;
+
+KEEL_API keel_data_params keel_data_default_params(void);
+
+// A set of tokenized examples, or of packed sequences.
+typedef struct keel_dataset keel_dataset;
+
+// One example or packed sequence; pointers are valid while the dataset lives.
+// A packed sequence holds n_segments examples back to back; segment s covers
+// tokens [segments[s], segments[s + 1]) and must not attend outside itself:
+// position ids restart at 0 at every segment start (block-diagonal causal
+// mask). An unpacked example has n_segments = 1, segments = {0, n_tokens}.
+typedef struct keel_example {
+    const int32_t *tokens;
+    const uint8_t *loss_mask;  // see above; 0 at the last position of every segment
+    int32_t n_tokens;
+    int32_t n_segments;
+    const int32_t *segments;   // n_segments + 1 offsets
+    int64_t line;              // 1-based JSONL line (of the first segment when packed)
+    int32_t n_tokens_full;     // length before truncation (sum over segments)
+} keel_example;
+
+// Read and tokenize a JSONL file with tok (not owned; must outlive the call
+// only). A malformed line (bad JSON, missing field, wrong type, invalid
+// UTF-8, no assistant turn) fails with KEEL_ERR_FORMAT "FILE:LINE: reason"
+// unless p->skip_malformed. On failure *out is NULL.
+KEEL_API keel_status keel_dataset_load(const char *path, const keel_tokenizer *tok,
+                                       const keel_data_params *p, keel_dataset **out,
+                                       keel_err *err);
+KEEL_API void keel_dataset_free(keel_dataset *d);
+KEEL_API int64_t keel_dataset_count(const keel_dataset *d);
+// The i-th example in the current order; false when i is out of range.
+KEEL_API bool keel_dataset_get(const keel_dataset *d, int64_t i, keel_example *out);
+// The format used (the detected one for KEEL_DATA_AUTO).
+KEEL_API keel_data_format keel_dataset_format(const keel_dataset *d);
+// Malformed lines recorded with skip_malformed: i-th issue's line and
+// message (valid while d lives); false when out of range.
+KEEL_API int64_t keel_dataset_n_issues(const keel_dataset *d);
+KEEL_API bool keel_dataset_issue(const keel_dataset *d, int64_t i, int64_t *line, const char **msg);
+
+// Permute the example order with a seeded Fisher-Yates shuffle (keel's
+// xoshiro256** generator): the same seed gives the same order everywhere.
+KEEL_API void keel_dataset_shuffle(keel_dataset *d, uint64_t seed);
+// Split off a validation set: round(fraction * n) examples (at least 1 when
+// fraction > 0 and n >= 2, never all) picked by a seeded shuffle. Both
+// outputs keep file order; d is not changed. fraction in [0, 1).
+KEEL_API keel_status keel_dataset_split(const keel_dataset *d, double fraction, uint64_t seed,
+                                        keel_dataset **train, keel_dataset **val, keel_err *err);
+// Pack the examples of d, in its current order, greedily into sequences of
+// at most seq_len tokens (an example never straddles two sequences).
+KEEL_API keel_status keel_dataset_pack(const keel_dataset *d, int32_t seq_len, keel_dataset **out,
+                                       keel_err *err);
+
+#define KEEL_DATA_HIST_BINS 12
+
+// What `keel data check` reports. Arrays are owned by the report.
+typedef struct keel_data_report {
+    keel_data_format format;
+    int64_t n_lines;          // non-blank lines
+    int64_t n_examples;       // well-formed examples
+    int64_t n_tokens;         // after truncation
+    int64_t n_trained;        // positions whose loss counts
+    int32_t min_len, max_len; // before truncation
+    double mean_len;
+    int32_t hist_lo[KEEL_DATA_HIST_BINS], hist_hi[KEEL_DATA_HIST_BINS]; // inclusive bounds
+    int64_t hist_count[KEEL_DATA_HIST_BINS];
+    int32_t n_bins;
+    int64_t n_over;           // examples longer than max_seq_len (truncated)
+    int64_t *over_lines;      // their lines, in file order (all n_over of them)
+    // Exact duplicates: groups of >= 2 lines with equal normalized content
+    // (fields trimmed, whitespace runs collapsed, 64-bit FNV-1a hash).
+    int64_t n_dup_groups;
+    int64_t *dup_off;         // n_dup_groups + 1 offsets into dup_lines
+    int64_t *dup_lines;
+    int64_t n_malformed;
+    int64_t *bad_lines;       // n_malformed lines and their reasons
+    char **bad_msgs;
+} keel_data_report;
+
+// Load path with p->skip_malformed forced on and fill *out. Fails only on
+// I/O, memory or arguments (malformed lines are part of the report).
+KEEL_API keel_status keel_data_check(const char *path, const keel_tokenizer *tok,
+                                     const keel_data_params *p, keel_data_report *out,
+                                     keel_err *err);
+KEEL_API void keel_data_report_free(keel_data_report *r);
 
 #ifdef __cplusplus
 }
