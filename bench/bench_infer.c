@@ -23,18 +23,23 @@ static int cmp_d(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_infer MODEL [n_prompt=256] [n_gen=64] [reps=5] [threads=0]\n");
+        fprintf(stderr, "usage: bench_infer MODEL [n_prompt=256] [n_gen=64] [reps=5] [threads=0] "
+                        "[fp32|bf16x3|bf16]\n");
         return 2;
     }
     int n_prompt = argc > 2 ? atoi(argv[2]) : 256;
     int n_gen = argc > 3 ? atoi(argv[3]) : 64;
     int reps = argc > 4 ? atoi(argv[4]) : 5;
     int threads = argc > 5 ? atoi(argv[5]) : 0;
+    const char *prec = argc > 6 ? argv[6] : "fp32";
     if (n_prompt < 1 || n_gen < 1 || reps < 1 || reps > 100) return 2;
     keel_err err = {0};
     keel_model *m = NULL;
     keel_model_params mp = keel_model_default_params();
     mp.n_threads = threads;
+    if (!strcmp(prec, "bf16x3")) mp.matmul_precision = KEEL_MATMUL_BF16X3;
+    else if (!strcmp(prec, "bf16")) mp.matmul_precision = KEEL_MATMUL_BF16;
+    else if (strcmp(prec, "fp32")) return 2;
     if (keel_model_load(argv[1], &mp, &m, &err) != KEEL_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
@@ -76,8 +81,8 @@ int main(int argc, char **argv) {
     }
     qsort(pp, (size_t)reps, sizeof pp[0], cmp_d);
     qsort(tg, (size_t)reps, sizeof tg[0], cmp_d);
-    printf("{\"system\":\"keel\",\"pp\":%d,\"pp_tok_s\":%.2f,\"tg\":%d,\"tg_tok_s\":%.2f}\n", n_prompt,
-           pp[reps / 2], n_gen, tg[reps / 2]);
+    printf("{\"system\":\"keel\",\"precision\":\"%s\",\"pp\":%d,\"pp_tok_s\":%.2f,\"tg\":%d,\"tg_tok_s\":%.2f}\n",
+           prec, n_prompt, pp[reps / 2], n_gen, tg[reps / 2]);
     free(tok);
     free(logits);
     keel_context_free(ctx);

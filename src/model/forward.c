@@ -60,6 +60,7 @@ keel_status keel_fwd_buf_init(const keel_model *m, int32_t max_T, int32_t n_ctx,
         keel_fwd_buf_free(b);
         return st;
     }
+    b->ops.prec = m->prec;
     b->max_T = max_T;
     return KEEL_OK;
 }

@@ -511,6 +511,9 @@ keel_status keel_model_load(const char *path, const keel_model_params *p, keel_m
     if (!path || !out) return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_model_load: path and out must not be NULL");
     keel_model_params dp = keel_model_default_params();
     if (!p) p = &dp;
+    if ((int)p->matmul_precision < KEEL_MATMUL_FP32 || (int)p->matmul_precision > KEEL_MATMUL_BF16)
+        return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_model_load: unknown matmul_precision %d",
+                         (int)p->matmul_precision);
     keel_model *m = keel_calloc(1, sizeof *m);
     if (!m) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", path);
     hparams h = {0};
@@ -546,6 +549,9 @@ keel_status keel_model_load(const char *path, const keel_model_params *p, keel_m
     }
     m->head_dim = (int32_t)h.head_dim;
     m->n_threads = p->n_threads > 0 ? p->n_threads : keel_threads_get();
+    m->prec = p->matmul_precision == KEEL_MATMUL_BF16X3 ? KEEL_PREC_BF16X3
+              : p->matmul_precision == KEEL_MATMUL_BF16 ? KEEL_PREC_BF16
+                                                         : KEEL_PREC_FP32;
     keel_model_desc *d = &m->desc;
     d->arch = m->arch;
     d->name = m->name;

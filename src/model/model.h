@@ -29,6 +29,7 @@ struct keel_model {
     int32_t head_dim;
     keel_rope_style rope;    // NORM for GGUF (Meta row order), NEOX for HF
     int n_threads;
+    keel_prec prec;          // batched matmul precision (keel_model_params.matmul_precision)
 
     keel_wmat tok_embd;      // (V, C)
     keel_wmat output;        // (V, C); the same rows as tok_embd when tied

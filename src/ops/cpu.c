@@ -14,6 +14,10 @@
 #include <cpuid.h>
 #define KEEL_CPUID 1
 #endif
+#if defined(KEEL_CPUID) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #ifdef KEEL_CPUID
 static uint64_t xgetbv0(void) {
@@ -39,8 +43,19 @@ static unsigned detect(void) {
         (leaf7_b & (1u << 31)))
         f |= KEEL_CPU_AVX512; // F + BW + VL
     if ((f & KEEL_CPU_AVX512) && (leaf7_c & (1u << 11))) f |= KEEL_CPU_AVX512_VNNI;
+    const unsigned leaf7_d = d;
     __cpuid_count(7, 1, a, b, c, d);
     if ((f & KEEL_CPU_AVX512) && (a & (1u << 5))) f |= KEEL_CPU_AVX512_BF16;
+    // AMX-TILE + AMX-BF16 with XTILECFG/XTILEDATA in XCR0. Linux hands out the
+    // 8 KiB tile state only to processes that ask for it (arch_prctl
+    // ARCH_REQ_XCOMP_PERM, kernel 5.16+, process-wide); without that the
+    // first tile instruction raises SIGILL. Documentation/arch/x86/xstate.rst
+#ifdef __linux__
+    const bool amx_os = (xcr0 & 0x60000) == 0x60000;
+    if ((f & KEEL_CPU_AVX512_BF16) && amx_os && (leaf7_d & (1u << 24)) && (leaf7_d & (1u << 22)) &&
+        syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0)
+        f |= KEEL_CPU_AMX_BF16;
+#endif
     return f;
 }
 #endif

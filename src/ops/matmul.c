@@ -299,6 +299,10 @@ KEEL_OMP(parallel for num_threads(nt) schedule(static))
         }
         return;
     }
+    if (s && s->prec != KEEL_PREC_FP32 && keel_matmul_amx_ok(mm, n, T, s)) {
+        keel_matmul_amx(x, T, mm, n, s, nt, s->prec == KEEL_PREC_BF16X3);
+        return;
+    }
 #ifdef KEEL_X86
     if (use_avx512() && s && s->shared && s->shared_floats >= keel_matmul_shared_floats(T, K)) {
         matmul_avx512(x, T, mm, n, s, nt);

@@ -31,6 +31,7 @@ enum {
     KEEL_CPU_AVX512 = 1u << 1,      // AVX-512 F + BW + VL (with the OS saving ZMM state)
     KEEL_CPU_AVX512_VNNI = 1u << 2, // vpdpbusd
     KEEL_CPU_AVX512_BF16 = 1u << 3, // vdpbf16ps, vcvtne2ps2bf16
+    KEEL_CPU_AMX_BF16 = 1u << 4,    // AMX tiles + tdpbf16ps, and the OS granted the tile state
 };
 KEEL_INTERNAL unsigned keel_cpu_features(void);
 // Test hook: later keel_cpu_features() calls return only the bits in mask
@@ -59,8 +60,16 @@ KEEL_INTERNAL bool keel_wmat_init(keel_wmat *w, keel_dtype type, int64_t n_in, i
 
 // Per-thread float buffers, allocated once (by the context) and reused by
 // every call. n_threads is also the OpenMP team size the kernels ask for.
+// How batched matmuls (T > 1) multiply. Decode (T == 1) is always fp32.
+typedef enum keel_prec {
+    KEEL_PREC_FP32 = 0,   // fp32 products and sums (FMA)
+    KEEL_PREC_BF16X3 = 1, // AMX: hi/lo bf16 split, three tile products (~16-bit products, fp32 sums)
+    KEEL_PREC_BF16 = 2,   // AMX: weights and x rounded to bf16 (8-bit products, fp32 sums)
+} keel_prec;
+
 typedef struct keel_ops_scratch {
     int n_threads;
+    keel_prec prec;       // without AMX every precision runs as FP32
     size_t per_thread;    // floats per thread
     float *buf;           // (n_threads, per_thread), 64-byte aligned
     size_t shared_floats;
@@ -107,6 +116,13 @@ typedef struct keel_mm {
 } keel_mm;
 KEEL_INTERNAL void keel_matmul_multi(const float *x, int64_t T, const keel_mm *mm, int n,
                                      const keel_ops_scratch *s);
+
+// AMX tile matmul (matmul_amx.c), used by keel_matmul_multi for T > 1 when
+// s->prec is BF16 or BF16X3. _ok: the CPU has AMX-BF16, K is a multiple of
+// 32 and the scratch is large enough.
+KEEL_INTERNAL bool keel_matmul_amx_ok(const keel_mm *mm, int n, int64_t T, const keel_ops_scratch *s);
+KEEL_INTERNAL void keel_matmul_amx(const float *x, int64_t T, const keel_mm *mm, int n,
+                                   const keel_ops_scratch *s, int nt, bool x3);
 
 // ---- elementwise and attention (ops.c) ----------------------------------------
 
