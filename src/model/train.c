@@ -1,0 +1,382 @@
+// SPDX-License-Identifier: MIT
+// train.c — the Llama model in training mode (train.h): trainable parameters
+// copied to one fp32 buffer in HF order, the activation arena for (B, T), the
+// training forward (same graph as forward.c, no KV cache, every activation
+// the backward needs kept) and the backward, layer by layer in reverse with
+// the kernels of ops/grad.h. Checked op by op against finite differences
+// (tests/unit/test_grad.c) and as a whole against PyTorch autograd
+// (tests/unit/test_model_grad.c, tools/golden_grads.py).
+#include "model/train.h"
+
+#include <stdio.h>
+
+// ---- parameters -------------------------------------------------------------------------
+
+// One tensor of the model in HF order, before we know whether it trains.
+typedef struct tdesc {
+    char name[96];
+    int64_t rows, cols;
+    const keel_wmat *mat;  // matrices
+    const float *vec;      // norm vectors
+    keel_tlinear *lin;     // where to bind it
+    keel_tvec *tv;
+} tdesc;
+
+static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
+
+int keel_train_params_find(const keel_train_params *p, const char *name) {
+    for (int i = 0; i < p->n; i++)
+        if (!strcmp(p->t[i].name, name)) return i;
+    return -1;
+}
+
+static void bind_lin(keel_tlinear *l, const keel_wmat *w) {
+    memset(l, 0, sizeof *l);
+    l->base = *w;
+    l->param = -1;
+}
+
+keel_status keel_train_model_init(keel_train_model *tm, const keel_model *m, keel_train_select_fn sel,
+                                  void *ud, keel_err *err) {
+    memset(tm, 0, sizeof *tm);
+    const keel_model_desc *d = &m->desc;
+    const int nl = d->n_layer;
+    tm->m = m;
+    tm->n_threads = m->n_threads > 0 ? m->n_threads : 1;
+    tm->tied = m->output.data == m->tok_embd.data;
+    tm->layers = keel_calloc((size_t)nl, sizeof *tm->layers);
+    size_t nd = 1 + (size_t)nl * 9 + 2;
+    tdesc *td = keel_calloc(nd, sizeof *td);
+    if (!tm->layers || !td) {
+        keel_free(td);
+        keel_train_model_free(tm);
+        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "training model: out of memory");
+    }
+    int n = 0;
+#define ADD_MAT(nm, w, l)                                                         \
+    do {                                                                          \
+        snprintf(td[n].name, sizeof td[n].name, "%s", nm);                        \
+        td[n].rows = (w)->n_out, td[n].cols = (w)->n_in, td[n].mat = (w);        \
+        td[n].lin = (l);                                                          \
+        bind_lin((l), (w));                                                       \
+        n++;                                                                      \
+    } while (0)
+#define ADD_VEC(nm, v, t)                                                         \
+    do {                                                                          \
+        snprintf(td[n].name, sizeof td[n].name, "%s", nm);                        \
+        td[n].rows = 1, td[n].cols = d->n_embd, td[n].vec = (v), td[n].tv = (t);  \
+        (t)->w = (v), (t)->dw = NULL, (t)->param = -1;                            \
+        n++;                                                                      \
+    } while (0)
+    ADD_MAT("model.embed_tokens.weight", &m->tok_embd, &tm->tok_embd);
+    static const char *const proj[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                        "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                        "mlp.down_proj"};
+    char nm[96];
+    for (int l = 0; l < nl; l++) {
+        const keel_layer *L = &m->layers[l];
+        keel_tlayer *T = &tm->layers[l];
+        const keel_wmat *src[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        keel_tlinear *dst[7] = {&T->wq, &T->wk, &T->wv, &T->wo, &T->w_gate, &T->w_up, &T->w_down};
+        snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
+        ADD_VEC(nm, L->attn_norm, &T->attn_norm);
+        for (int i = 0; i < 4; i++) {
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, proj[i]);
+            ADD_MAT(nm, src[i], dst[i]);
+        }
+        snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
+        ADD_VEC(nm, L->ffn_norm, &T->ffn_norm);
+        for (int i = 4; i < 7; i++) {
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, proj[i]);
+            ADD_MAT(nm, src[i], dst[i]);
+        }
+    }
+    ADD_VEC("model.norm.weight", m->output_norm, &tm->output_norm);
+    if (!tm->tied) ADD_MAT("lm_head.weight", &m->output, &tm->output);
+    else bind_lin(&tm->output, &m->output);
+#undef ADD_MAT
+#undef ADD_VEC
+
+    // Which train, and the offsets of their slices.
+    bool *on = keel_calloc((size_t)n, sizeof *on);
+    tm->p.t = keel_calloc((size_t)n, sizeof *tm->p.t);
+    if (!on || !tm->p.t) {
+        keel_free(on);
+        keel_free(td);
+        keel_train_model_free(tm);
+        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "training model: out of memory");
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        on[i] = sel ? sel(td[i].name, ud) : true;
+        if (!on[i]) continue;
+        keel_tparam *p = &tm->p.t[tm->p.n];
+        snprintf(p->name, sizeof p->name, "%s", td[i].name);
+        p->rows = td[i].rows, p->cols = td[i].cols, p->off = off;
+        off += round16((size_t)(p->rows * p->cols));
+        tm->p.n++;
+    }
+    tm->p.n_floats = off;
+    if (off) {
+        tm->p.w = keel_malloc_aligned(off * sizeof(float));
+        tm->p.g = keel_malloc_aligned(off * sizeof(float));
+        if (!tm->p.w || !tm->p.g) {
+            keel_free(on);
+            keel_free(td);
+            keel_train_model_free(tm);
+            return KEEL_FAIL(err, KEEL_ERR_NOMEM, "training parameters: out of memory (%.1f MiB)",
+                             2.0 * (double)off * sizeof(float) / 1048576.0);
+        }
+        memset(tm->p.w, 0, off * sizeof(float));
+        memset(tm->p.g, 0, off * sizeof(float));
+    }
+    // Copy (dequantize) the trainable tensors and point their views at the copies.
+    for (int i = 0, k = 0; i < n; i++) {
+        if (!on[i]) continue;
+        keel_tparam *p = &tm->p.t[k];
+        float *w = tm->p.w + p->off, *g = tm->p.g + p->off;
+        if (td[i].mat) {
+            const keel_wmat *src = td[i].mat;
+            for (int64_t r = 0; r < src->n_out; r++)
+                keel_dequant_row(src->type, src->data + (size_t)r * src->row_bytes, w + r * src->n_in, src->n_in);
+            keel_tlinear *l = td[i].lin;
+            l->w = w, l->dw = g, l->param = k;
+            l->base.type = KEEL_DTYPE_F32;
+            l->base.row_bytes = (size_t)src->n_in * sizeof(float);
+            l->base.data = (const uint8_t *)w;
+        } else {
+            memcpy(w, td[i].vec, (size_t)p->cols * sizeof(float));
+            td[i].tv->w = w, td[i].tv->dw = g, td[i].tv->param = k;
+        }
+        k++;
+    }
+    if (tm->tied) { // the head is the embedding: same values, same gradient
+        tm->output = tm->tok_embd;
+    }
+    keel_free(on);
+    keel_free(td);
+    return KEEL_OK;
+}
+
+void keel_train_model_free(keel_train_model *tm) {
+    if (!tm) return;
+    keel_free(tm->layers);
+    keel_free(tm->p.t);
+    keel_free_aligned(tm->p.w);
+    keel_free_aligned(tm->p.g);
+    keel_free_aligned(tm->p.m);
+    keel_free_aligned(tm->p.v);
+    memset(tm, 0, sizeof *tm);
+}
+
+keel_status keel_train_params_alloc_moments(keel_train_params *p, keel_err *err) {
+    if (p->m && p->v) return KEEL_OK;
+    size_t nb = (p->n_floats ? p->n_floats : 16) * sizeof(float);
+    p->m = keel_malloc_aligned(nb);
+    p->v = keel_malloc_aligned(nb);
+    if (!p->m || !p->v) {
+        keel_free_aligned(p->m);
+        keel_free_aligned(p->v);
+        p->m = p->v = NULL;
+        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "optimizer moments: out of memory (%.1f MiB)",
+                         2.0 * (double)nb / 1048576.0);
+    }
+    memset(p->m, 0, nb);
+    memset(p->v, 0, nb);
+    return KEEL_OK;
+}
+
+void keel_train_zero_grad(keel_train_model *tm) {
+    if (tm->p.g) memset(tm->p.g, 0, tm->p.n_floats * sizeof(float));
+}
+
+// ---- activation arena ---------------------------------------------------------------------
+
+// Carve n elements of size sz from the arena at *off (64-byte steps); with
+// base NULL only counts.
+static void *carve(char *base, size_t *off, size_t n, size_t sz) {
+    void *p = base ? base + *off : NULL;
+    *off += (n * sz + 63) / 64 * 64;
+    return p;
+}
+
+// Lay out (base NULL: measure) every buffer of a; returns the bytes used.
+static size_t layout(keel_train_acts *a, const keel_train_model *tm, char *base) {
+    const keel_model_desc *d = &tm->m->desc;
+    size_t B = (size_t)a->B, T = (size_t)a->T, N = B * T, C = (size_t)d->n_embd;
+    size_t hd = (size_t)tm->m->head_dim, Q = (size_t)d->n_head * hd, K = (size_t)d->n_head_kv * hd;
+    size_t F = (size_t)d->n_ff, V = (size_t)d->n_vocab, f = sizeof(float);
+    size_t off = 0;
+    for (int l = 0; l < d->n_layer; l++) {
+        keel_tacts_layer *L = base ? &a->L[l] : &(keel_tacts_layer){0};
+        L->x = carve(base, &off, N * C, f);
+        L->xn1 = carve(base, &off, N * C, f);
+        L->r1 = carve(base, &off, N, f);
+        L->q = carve(base, &off, N * Q, f);
+        L->k = carve(base, &off, N * K, f);
+        L->v = carve(base, &off, N * K, f);
+        L->P = carve(base, &off, B * (size_t)d->n_head * T * T, f);
+        L->att = carve(base, &off, N * Q, f);
+        L->xm = carve(base, &off, N * C, f);
+        L->xn2 = carve(base, &off, N * C, f);
+        L->r2 = carve(base, &off, N, f);
+        L->g = carve(base, &off, N * F, f);
+        L->u = carve(base, &off, N * F, f);
+        L->h = carve(base, &off, N * F, f);
+    }
+    a->xf = carve(base, &off, N * C, f);
+    a->xnf = carve(base, &off, N * C, f);
+    a->rf = carve(base, &off, N, f);
+    a->logits = carve(base, &off, N * V, f);
+    a->lse = carve(base, &off, N, f);
+    a->cs = carve(base, &off, T * (size_t)d->n_rot, f);
+    a->tokens = carve(base, &off, N, sizeof(int32_t));
+    a->targets = carve(base, &off, N, sizeof(int32_t));
+    a->mask = carve(base, &off, N, 1);
+    a->dres = carve(base, &off, N * C, f);
+    a->dxn = carve(base, &off, N * C, f);
+    a->dq = carve(base, &off, N * Q, f);
+    a->datt = carve(base, &off, N * Q, f);
+    a->dk = carve(base, &off, N * K, f);
+    a->dv = carve(base, &off, N * K, f);
+    a->dg = carve(base, &off, N * F, f);
+    a->du = carve(base, &off, N * F, f);
+    a->dh = carve(base, &off, N * F, f);
+    return off;
+}
+
+keel_status keel_train_acts_init(keel_train_acts *a, const keel_train_model *tm, int32_t B, int32_t T,
+                                 keel_err *err) {
+    memset(a, 0, sizeof *a);
+    const keel_model_desc *d = &tm->m->desc;
+    if (B < 1 || T < 1 || (int64_t)B * T > (1 << 24))
+        return KEEL_FAIL(err, KEEL_ERR_INVALID, "training batch of %d x %d tokens", (int)B, (int)T);
+    a->B = B, a->T = T;
+    size_t bytes = layout(a, tm, NULL);
+    a->L = keel_calloc((size_t)d->n_layer, sizeof *a->L);
+    a->arena = keel_malloc_aligned(bytes);
+    if (!a->L || !a->arena) {
+        keel_train_acts_free(a);
+        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "training activations: out of memory (%d x %d tokens, %.1f MiB)",
+                         (int)B, (int)T, (double)bytes / 1048576.0);
+    }
+    a->arena_bytes = bytes;
+    layout(a, tm, a->arena);
+    int64_t hd = tm->m->head_dim, max_in = d->n_embd;
+    if (d->n_head * hd > max_in) max_in = d->n_head * hd;
+    if (d->n_ff > max_in) max_in = d->n_ff;
+    keel_status st = keel_ops_scratch_init(&a->ops, tm->n_threads, keel_grad_scratch_floats(max_in, T), 0, err);
+    if (st) {
+        keel_train_acts_free(a);
+        return st;
+    }
+    a->ops.prec = KEEL_PREC_FP32;
+    keel_rope_table(a->cs, 0, T, d->n_rot, d->rope_theta);
+    return KEEL_OK;
+}
+
+void keel_train_acts_free(keel_train_acts *a) {
+    if (!a) return;
+    keel_free(a->L);
+    keel_free_aligned(a->arena);
+    keel_ops_scratch_free(&a->ops);
+    memset(a, 0, sizeof *a);
+}
+
+// ---- linear layer (the LoRA hook) ---------------------------------------------------------------
+
+void keel_tlinear_fwd(const keel_tlinear *l, float *y, const float *x, int64_t N, const keel_ops_scratch *s) {
+    if (l->w) keel_op_linear_fwd_f32(y, x, l->w, N, l->base.n_in, l->base.n_out, s->n_threads);
+    else keel_op_linear_fwd_q(y, x, &l->base, N, s);
+    // LoRA: if (l->adapter) y += scale * (x · A^T) · B^T  (adapters/, next session)
+}
+
+void keel_tlinear_bwd(const keel_tlinear *l, float *dx, const float *dy, const float *x, int64_t N,
+                      bool dx_acc, const keel_ops_scratch *s) {
+    if (l->w) keel_op_linear_bwd_f32(dx, l->dw, dy, x, l->w, N, l->base.n_in, l->base.n_out, dx_acc, s->n_threads);
+    else if (dx) keel_op_linear_bwd_dx_q(dx, dy, &l->base, N, dx_acc, s);
+    // LoRA: if (l->adapter) { t = dy · B (N, r); dB += dy^T · (x A^T) * scale;
+    //                        dA += t^T · x * scale; dx += scale * t · A }
+}
+
+// ---- forward -------------------------------------------------------------------------------------
+
+float keel_train_forward(const keel_train_model *tm, keel_train_acts *a, const int32_t *tokens,
+                         const int32_t *targets, const uint8_t *mask) {
+    const keel_model *m = tm->m;
+    const keel_model_desc *d = &m->desc;
+    const int64_t B = a->B, T = a->T, N = B * T, C = d->n_embd, V = d->n_vocab;
+    const int hd = m->head_dim, NH = d->n_head, NKV = d->n_head_kv;
+    const int64_t F = d->n_ff;
+    const keel_ops_scratch *s = &a->ops;
+    memcpy(a->tokens, tokens, (size_t)N * sizeof(int32_t));
+    memcpy(a->targets, targets, (size_t)N * sizeof(int32_t));
+    if (mask) memcpy(a->mask, mask, (size_t)N);
+    else memset(a->mask, 1, (size_t)N);
+
+    keel_op_embed_fwd(a->L[0].x, &tm->tok_embd.base, tokens, N);
+    for (int l = 0; l < d->n_layer; l++) {
+        const keel_tlayer *W = &tm->layers[l];
+        keel_tacts_layer *A = &a->L[l];
+        float *xout = l + 1 < d->n_layer ? a->L[l + 1].x : a->xf;
+
+        keel_op_rmsnorm_train_fwd(A->xn1, A->r1, A->x, W->attn_norm.w, N, C, d->norm_eps);
+        keel_tlinear_fwd(&W->wq, A->q, A->xn1, N, s);
+        keel_tlinear_fwd(&W->wk, A->k, A->xn1, N, s);
+        keel_tlinear_fwd(&W->wv, A->v, A->xn1, N, s);
+        keel_op_rope_train(A->q, a->cs, B, T, NH, hd, d->n_rot, m->rope, false);
+        keel_op_rope_train(A->k, a->cs, B, T, NKV, hd, d->n_rot, m->rope, false);
+        keel_op_attention_train_fwd(A->att, A->P, A->q, A->k, A->v, B, T, NH, NKV, hd, s->n_threads);
+        keel_tlinear_fwd(&W->wo, A->xm, A->att, N, s);
+        for (int64_t i = 0; i < N * C; i++) A->xm[i] += A->x[i];
+
+        keel_op_rmsnorm_train_fwd(A->xn2, A->r2, A->xm, W->ffn_norm.w, N, C, d->norm_eps);
+        keel_tlinear_fwd(&W->w_gate, A->g, A->xn2, N, s);
+        keel_tlinear_fwd(&W->w_up, A->u, A->xn2, N, s);
+        keel_op_swiglu_train_fwd(A->h, A->g, A->u, N * F);
+        keel_tlinear_fwd(&W->w_down, xout, A->h, N, s);
+        for (int64_t i = 0; i < N * C; i++) xout[i] += A->xm[i];
+    }
+    keel_op_rmsnorm_train_fwd(a->xnf, a->rf, a->xf, tm->output_norm.w, N, C, d->norm_eps);
+    keel_tlinear_fwd(&tm->output, a->logits, a->xnf, N, s);
+    a->loss = keel_op_xent_fwd(a->lse, a->logits, a->targets, a->mask, N, V, s->n_threads);
+    return a->loss;
+}
+
+// ---- backward ------------------------------------------------------------------------------------
+
+void keel_train_backward(keel_train_model *tm, keel_train_acts *a) {
+    const keel_model *m = tm->m;
+    const keel_model_desc *d = &m->desc;
+    const int64_t B = a->B, T = a->T, N = B * T, C = d->n_embd, V = d->n_vocab;
+    const int hd = m->head_dim, NH = d->n_head, NKV = d->n_head_kv;
+    const int64_t F = d->n_ff;
+    const keel_ops_scratch *s = &a->ops;
+
+    // head: dlogits in place, then through the final norm into the residual grad
+    keel_op_xent_bwd(a->logits, a->logits, a->lse, a->targets, a->mask, N, V, 1.0f, s->n_threads);
+    keel_tlinear_bwd(&tm->output, a->dxn, a->logits, a->xnf, N, false, s);
+    memset(a->dres, 0, (size_t)(N * C) * sizeof(float));
+    keel_op_rmsnorm_bwd_acc(a->dres, tm->output_norm.dw, a->dxn, a->xf, tm->output_norm.w, a->rf, N, C);
+
+    for (int l = d->n_layer - 1; l >= 0; l--) {
+        const keel_tlayer *W = &tm->layers[l];
+        const keel_tacts_layer *A = &a->L[l];
+        // feed-forward: xout = xm + down(swiglu(gate(xn2), up(xn2))); dres = d xout
+        keel_tlinear_bwd(&W->w_down, a->dh, a->dres, A->h, N, false, s);
+        keel_op_swiglu_bwd(a->dg, a->du, a->dh, A->g, A->u, N * F);
+        keel_tlinear_bwd(&W->w_gate, a->dxn, a->dg, A->xn2, N, false, s);
+        keel_tlinear_bwd(&W->w_up, a->dxn, a->du, A->xn2, N, true, s);
+        keel_op_rmsnorm_bwd_acc(a->dres, W->ffn_norm.dw, a->dxn, A->xm, W->ffn_norm.w, A->r2, N, C);
+        // attention: xm = x + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))); dres = d xm
+        keel_tlinear_bwd(&W->wo, a->datt, a->dres, A->att, N, false, s);
+        keel_op_attention_bwd(a->dq, a->dk, a->dv, a->datt, A->P, A->q, A->k, A->v, B, T, NH, NKV, hd, s);
+        keel_op_rope_train(a->dq, a->cs, B, T, NH, hd, d->n_rot, m->rope, true);
+        keel_op_rope_train(a->dk, a->cs, B, T, NKV, hd, d->n_rot, m->rope, true);
+        keel_tlinear_bwd(&W->wq, a->dxn, a->dq, A->xn1, N, false, s);
+        keel_tlinear_bwd(&W->wk, a->dxn, a->dk, A->xn1, N, true, s);
+        keel_tlinear_bwd(&W->wv, a->dxn, a->dv, A->xn1, N, true, s);
+        keel_op_rmsnorm_bwd_acc(a->dres, W->attn_norm.dw, a->dxn, A->x, W->attn_norm.w, A->r1, N, C);
+    }
+    if (tm->tok_embd.dw) keel_op_embed_bwd(tm->tok_embd.dw, a->dres, a->tokens, N, C);
+}

@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: MIT
+// train.h — the Llama model in training mode: which tensors train and where
+// their values, gradients and optimizer moments live (keel_train_params), the
+// view of the model the training forward/backward runs on (keel_train_model),
+// the activations kept for the backward (keel_train_acts, one arena sized for
+// (B, T) once), and the two calls of a step: keel_train_forward (loss) and
+// keel_train_backward (gradients). train.c implements them on the kernels of
+// ops/grad.h. Sits above ops/ and model.h, below train/ (optimizer, loop),
+// adapters/ (LoRA) and io/ export. Layout rules from DESIGN.md "Memory".
+//
+// Memory layout (the contract the next layers plug into):
+//   params.w  (n_floats)  every TRAINABLE tensor, fp32, one after another in
+//                         HF order (embed_tokens, per layer: input_layernorm,
+//                         q,k,v,o_proj, post_attention_layernorm, gate,up,
+//                         down_proj; model.norm, lm_head), each starting on a
+//                         64-byte boundary (offsets are multiples of 16 floats).
+//   params.g  (n_floats)  their gradients, same offsets: one allreduce / one
+//                         norm for clipping / one memset per step.
+//   params.m, params.v    AdamW moments, same offsets; NULL until the
+//                         optimizer calls keel_train_params_alloc_moments.
+//   Frozen tensors are not copied: they stay where the model file put them
+//   (mmap, stored type: F32/F16/BF16/Q8_0/Q4_0/Q4_1) and only their dx runs
+//   (keel_op_linear_bwd_dx_q dequantizes panels) — that is QLoRA's base.
+//   acts: one 64-byte-aligned arena, carved in keel_train_acts_init for
+//   (B, T); keel_train_forward/backward never allocate.
+//
+// LoRA hook: every linear layer is a keel_tlinear; train.c calls
+// keel_tlinear_fwd / keel_tlinear_bwd, which run the base weight and then,
+// when `adapter` is set, the adapter's branch (y += s * (x A^T) B^T; dx +=
+// s * (dy B) A; dA, dB into params). The LoRA session adds the adapter struct
+// and its two calls there; nothing else in the forward/backward changes.
+#ifndef KEEL_TRAIN_H
+#define KEEL_TRAIN_H
+
+#include "model/model.h"
+#include "ops/grad.h"
+
+// One trainable tensor: a slice of params.w/g/m/v.
+typedef struct keel_tparam {
+    char name[96];     // Hugging Face name, e.g. "model.layers.0.self_attn.q_proj.weight"
+    int64_t rows, cols;// (rows, cols) row-major; vectors are (1, cols)
+    size_t off;        // first float in the buffers (multiple of 16)
+} keel_tparam;
+
+typedef struct keel_train_params {
+    int n;             // number of trainable tensors
+    keel_tparam *t;    // (n)
+    size_t n_floats;   // buffer length including alignment padding
+    float *w, *g;      // (n_floats) values, gradients
+    float *m, *v;      // (n_floats) AdamW moments or NULL
+} keel_train_params;
+
+// Linear layer y (N, n_out) = x (N, n_in) · W^T (+ adapter branch).
+typedef struct keel_tlinear {
+    keel_wmat base;    // the weight in the forward: F32 view of params.w when trainable,
+                       // else the frozen matrix of the model file
+    float *w, *dw;     // (n_out, n_in) in params.w / params.g when trainable, else NULL
+    int param;         // index in params.t, or -1 (frozen)
+    void *adapter;     // LoRA branch (NULL: none) — see the hook note above
+} keel_tlinear;
+
+// Norm weight (C): trainable -> w/dw in params; frozen -> w is the model's copy, dw NULL.
+typedef struct keel_tvec {
+    const float *w;
+    float *dw;
+    int param;
+} keel_tvec;
+
+typedef struct keel_tlayer {
+    keel_tvec attn_norm, ffn_norm;
+    keel_tlinear wq, wk, wv, wo, w_gate, w_up, w_down;
+} keel_tlayer;
+
+typedef struct keel_train_model {
+    const keel_model *m;     // the loaded model (not owned)
+    keel_train_params p;
+    keel_tlinear tok_embd;   // (V, C) rows looked up (base), dw = embedding grad
+    keel_tlinear output;     // (V, C); when tied: the same w/dw as tok_embd
+    keel_tvec output_norm;
+    keel_tlayer *layers;     // (n_layer)
+    bool tied;
+    int n_threads;
+} keel_train_model;
+
+// Which tensors train: return true for a trainable HF name. NULL = all
+// (full fine-tuning). Name patterns and layer ranges (job file) are built on this.
+typedef bool (*keel_train_select_fn)(const char *hf_name, void *ud);
+
+// Copy the selected tensors of m into a fresh params buffer (fp32, dequantized
+// from the stored type) and bind everything else frozen. m must outlive tm.
+KEEL_INTERNAL keel_status keel_train_model_init(keel_train_model *tm, const keel_model *m,
+                                                keel_train_select_fn sel, void *ud, keel_err *err);
+KEEL_INTERNAL void keel_train_model_free(keel_train_model *tm);
+// params.m and params.v (zeroed), for the optimizer.
+KEEL_INTERNAL keel_status keel_train_params_alloc_moments(keel_train_params *p, keel_err *err);
+// Index of the tensor named name, or -1.
+KEEL_INTERNAL int keel_train_params_find(const keel_train_params *p, const char *name);
+KEEL_INTERNAL void keel_train_zero_grad(keel_train_model *tm);
+
+// Per-layer saved activations. N = B*T; C, Q = NH*hd, K = NKV*hd, F.
+typedef struct keel_tacts_layer {
+    float *x;      // (N, C) residual stream entering the layer
+    float *xn1;    // (N, C) attn-norm output, r1 (N) its 1/rms
+    float *r1;
+    float *q;      // (N, Q) after RoPE
+    float *k, *v;  // (N, K) k after RoPE
+    float *P;      // (B, NH, T, T) attention probabilities
+    float *att;    // (N, Q) attention output (input of o_proj)
+    float *xm;     // (N, C) residual after attention
+    float *xn2;    // (N, C) ffn-norm output, r2 (N)
+    float *r2;
+    float *g, *u;  // (N, F) gate and up projections
+    float *h;      // (N, F) silu(g) * u (input of down_proj)
+} keel_tacts_layer;
+
+typedef struct keel_train_acts {
+    int32_t B, T;
+    void *arena;            // the one allocation; everything below points into it
+    size_t arena_bytes;
+    keel_tacts_layer *L;    // (n_layer)
+    float *xf;              // (N, C) final residual stream
+    float *xnf, *rf;        // (N, C), (N) final norm output and 1/rms
+    float *logits;          // (N, V); becomes dlogits in the backward
+    float *lse;             // (N)
+    float *cs;              // (T, n_rot/2, 2) RoPE table for positions 0..T-1
+    int32_t *tokens, *targets; // (N) copies of the step's batch
+    uint8_t *mask;          // (N)
+    float loss;
+    // backward temporaries (reused by every layer)
+    float *dres, *dxn;      // (N, C)
+    float *dq, *datt;       // (N, Q)
+    float *dk, *dv;         // (N, K)
+    float *dg, *du, *dh;    // (N, F)
+    keel_ops_scratch ops;   // per-thread scratch for keel_matmul and grad.h kernels
+} keel_train_acts;
+
+KEEL_INTERNAL keel_status keel_train_acts_init(keel_train_acts *a, const keel_train_model *tm, int32_t B,
+                                               int32_t T, keel_err *err);
+KEEL_INTERNAL void keel_train_acts_free(keel_train_acts *a);
+
+// Forward over tokens (B, T) with next-token targets (B, T) and mask (B, T)
+// (1 = this position's target counts; NULL = all): returns the mean
+// cross-entropy over counted positions. Positions of every row start at 0.
+// Token and target ids must be valid where used (the caller validates).
+KEEL_INTERNAL float keel_train_forward(const keel_train_model *tm, keel_train_acts *a,
+                                       const int32_t *tokens, const int32_t *targets,
+                                       const uint8_t *mask);
+// Backward of the last forward with d loss = 1: adds every trainable
+// tensor's gradient into tm->p.g. Consumes a->logits.
+KEEL_INTERNAL void keel_train_backward(keel_train_model *tm, keel_train_acts *a);
+
+// The linear-layer pair the LoRA hook lives in. x (N, n_in) -> y (N, n_out);
+// bwd: dx (=, or += when dx_acc; may be NULL) and the weight gradient (+=).
+KEEL_INTERNAL void keel_tlinear_fwd(const keel_tlinear *l, float *y, const float *x, int64_t N,
+                                    const keel_ops_scratch *s);
+KEEL_INTERNAL void keel_tlinear_bwd(const keel_tlinear *l, float *dx, const float *dy, const float *x,
+                                    int64_t N, bool dx_acc, const keel_ops_scratch *s);
+
+#endif // KEEL_TRAIN_H
