@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+int keel_cmd_data(int argc, char **argv);
 int keel_cmd_info(int argc, char **argv);
 int keel_cmd_generate(int argc, char **argv);
 int keel_cmd_perplexity(int argc, char **argv);

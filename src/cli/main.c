@@ -7,6 +7,7 @@ static void usage(FILE *f) {
             "keel %s — fine-tuning engine for LLMs\n\n"
             "usage: keel <command> [options]\n\n"
             "commands:\n"
+            "  data        check a JSONL training file: counts, lengths, duplicates, malformed lines\n"
             "  info        describe a model file: architecture, tokenizer, tensors\n"
             "  generate    generate text from a prompt (streaming)\n"
             "  perplexity  perplexity of a text file (llama.cpp's method)\n"
@@ -33,6 +34,7 @@ int main(int argc, char **argv) {
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {
+        {"data", keel_cmd_data},
         {"info", keel_cmd_info},
         {"generate", keel_cmd_generate},
         {"perplexity", keel_cmd_perplexity},

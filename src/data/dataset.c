@@ -13,6 +13,11 @@ keel_data_params keel_data_default_params(void) {
     return p;
 }
 
+const char *keel_data_format_name(keel_data_format f) {
+    static const char *const names[] = {"auto", "text", "prompt_completion", "chat", "alpaca"};
+    return (unsigned)f < 5 ? names[f] : "?";
+}
+
 keel_dataset *keel_dataset_new(keel_data_format fmt) {
     keel_dataset *d = keel_calloc(1, sizeof *d);
     if (d) d->format = fmt;

@@ -91,9 +91,6 @@ const char *keel_job_method_name(keel_job_method m) {
 const char *keel_job_schedule_name(keel_job_schedule s) {
     return (unsigned)s < 3 ? sched_names[s] : "?";
 }
-const char *keel_data_format_name(keel_data_format f) {
-    return (unsigned)f < 5 ? format_names[f] : "?";
-}
 
 // ---------------------------------------------------------------- messages
 

@@ -122,10 +122,9 @@ KEEL_INTERNAL keel_status keel_job_write(const keel_job *job, const char *path, 
 // True when every key of a and b holds the same value (source lines ignored).
 KEEL_INTERNAL bool keel_job_equal(const keel_job *a, const keel_job *b);
 
-// Names for enum values ("lora", "cosine", "chat", ...).
+// Names for enum values ("lora", "cosine"); data formats: keel_data_format_name.
 KEEL_INTERNAL const char *keel_job_method_name(keel_job_method m);
 KEEL_INTERNAL const char *keel_job_schedule_name(keel_job_schedule s);
-KEEL_INTERNAL const char *keel_data_format_name(keel_data_format f);
 
 // Atomic small-file write (temp in the same dir + fsync + rename + dir fsync).
 KEEL_INTERNAL keel_status keel_write_file_atomic(const char *path, const void *data, size_t len,
