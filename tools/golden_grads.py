@@ -10,6 +10,9 @@ with a mask that zeroes a few target positions. Writes into tests/golden/:
                    "tensors": [{name, shape, offset}] -- offset in floats into the .f32 file
   tiny_grads.f32   the gradient of every parameter (named_parameters order, HF names),
                    little-endian float32, row-major, one after another
+and the same for tests/data/tiny-llama-hf-bf16 (bf16 weights, exact in float64; lm_head TIED to
+embed_tokens, so named_parameters has no lm_head and the embedding gradient holds both uses) as
+tiny_grads_tied.json / tiny_grads_tied.f32, same batch.
 Consumed by tests/unit/test_model_grad.c. See tests/golden/README.md section "tiny_grads".
 Usage: /root/.cache/keel/venv-oracle/bin/python tools/golden_grads.py [--repo DIR]
 """
@@ -25,15 +28,10 @@ from transformers import LlamaForCausalLM
 B, T, SEED = 2, 16, 7
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repo", default=os.path.join(os.path.dirname(__file__), ".."))
-    args = ap.parse_args()
-    model_dir = os.path.join(args.repo, "tests/data/tiny-llama-hf")
-    out_dir = os.path.join(args.repo, "tests/golden")
-
-    model = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32,
-                                             attn_implementation="eager")
+def run(repo, model_rel, out_name):
+    model_dir = os.path.join(repo, model_rel)
+    out_dir = os.path.join(repo, "tests/golden")
+    model = LlamaForCausalLM.from_pretrained(model_dir, attn_implementation="eager")
     model = model.double()
     model.train()  # no dropout in this config (attention_dropout 0); train() only enables grads paths
     vocab = model.config.vocab_size
@@ -58,10 +56,11 @@ def main():
         chunks.append(gr.reshape(-1))
         off += gr.size
     blob = np.concatenate(chunks).astype("<f4")
-    with open(os.path.join(out_dir, "tiny_grads.f32"), "wb") as f:
+    with open(os.path.join(out_dir, out_name + ".f32"), "wb") as f:
         f.write(blob.tobytes())
     meta = {
-        "model": "tests/data/tiny-llama-hf",
+        "model": model_rel,
+        "tied": bool(model.config.tie_word_embeddings),
         "B": B, "T": T, "seed": SEED,
         "ids": ids.tolist(),
         "mask": mask.to(torch.int64).tolist(),
@@ -71,9 +70,17 @@ def main():
         "torch": torch.__version__, "transformers": transformers.__version__,
         "tensors": tensors,
     }
-    with open(os.path.join(out_dir, "tiny_grads.json"), "w") as f:
+    with open(os.path.join(out_dir, out_name + ".json"), "w") as f:
         json.dump(meta, f, indent=1)
-    print(f"loss {loss.item():.10f}, {len(tensors)} tensors, {off} floats ({4 * off} bytes)")
+    print(f"{model_rel}: loss {loss.item():.10f}, {len(tensors)} tensors, {off} floats ({4 * off} bytes)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repo", default=os.path.join(os.path.dirname(__file__), ".."))
+    args = ap.parse_args()
+    run(args.repo, "tests/data/tiny-llama-hf", "tiny_grads")
+    run(args.repo, "tests/data/tiny-llama-hf-bf16", "tiny_grads_tied")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@
 // mean cross-entropy to 1e-5 relative and every parameter's gradient to a
 // relative Frobenius error < 1e-4 (fp32 keel vs an exact reference; measured
 // errors are printed). Also: the same weights from the GGUF conversion (NORM
-// RoPE, q/k rows permuted) give the same loss and gradients of the unpermuted
-// tensors; frozen matrices (dx through the stored weight) leave the trainable
-// norms' gradients unchanged; gradients accumulate; runs are deterministic.
+// RoPE, q/k rows permuted) give the same loss and gradients (q/k rows mapped
+// back); frozen matrices (dx through the stored weight) leave the trainable
+// norms' gradients unchanged; the tied bf16 model (tests/golden/tiny_grads_tied.*)
+// matches with its embedding gradient holding both uses, also as the GGUF with
+// every matrix frozen in BF16; gradients accumulate; runs are deterministic.
 #include "keel.h"
 #include "model/train.h"
 #include "test.h"
@@ -16,8 +18,6 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 
-#define GOLD_JSON "tests/golden/tiny_grads.json"
-#define GOLD_BIN "tests/golden/tiny_grads.f32"
 
 static char *read_all(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -46,11 +46,15 @@ typedef struct gold {
     double loss;
 } gold;
 
-static bool gold_load(gold *G) {
+// base: "tests/golden/tiny_grads" -> .json + .f32
+static bool gold_load(gold *G, const char *base) {
     memset(G, 0, sizeof *G);
-    char *js = read_all(GOLD_JSON, NULL);
+    char p[256];
+    snprintf(p, sizeof p, "%s.json", base);
+    char *js = read_all(p, NULL);
     size_t nb = 0;
-    char *bin = read_all(GOLD_BIN, &nb);
+    snprintf(p, sizeof p, "%s.f32", base);
+    char *bin = read_all(p, &nb);
     if (!js || !bin) {
         free(js);
         free(bin);
@@ -227,7 +231,7 @@ static void test_frozen(const gold *G, const keel_train_model *full) {
 }
 
 // The GGUF conversion of the same weights: NORM RoPE with q/k rows permuted
-// (Meta order), so loss and every gradient except q/k equal the HF run's.
+// (Meta order), so the loss and every gradient (q/k rows mapped back) equal the HF run's.
 static void test_gguf(const gold *G) {
     keel_model *m = load("tests/data/tiny-llama.gguf");
     CHECK("load tiny-llama.gguf", m != NULL);
@@ -237,30 +241,103 @@ static void test_gguf(const gold *G) {
     CHECK_CLOSE("gguf (NORM rope): loss vs torch", loss, G->loss, 1e-5 * G->loss);
     int checked = 0;
     double worst = 0;
+    const int hd = m->head_dim;
     for (int i = 0; i < tm.p.n; i++) {
         const keel_tparam *p = &tm.p.t[i];
-        if (strstr(p->name, "q_proj") || strstr(p->name, "k_proj")) continue;
         size_t n = 0;
         const float *ref = gold_find(G, p->name, &n);
         if (!ref || n != (size_t)(p->rows * p->cols)) {
             CHECK(p->name, 0);
             continue;
         }
-        double mabs, rel = rel_frob(tm.p.g + p->off, ref, n, &mabs);
+        // q/k rows in GGUF (Meta) order: row h*hd + 2i + j holds HF row h*hd + j*hd/2 + i.
+        float *perm = NULL;
+        if (strstr(p->name, "q_proj") || strstr(p->name, "k_proj")) {
+            perm = malloc(n * sizeof(float));
+            for (int64_t r = 0; r < p->rows; r++) {
+                int64_t h = r / hd, i2 = (r % hd) / 2, j = r % 2;
+                memcpy(perm + (h * hd + j * (hd / 2) + i2) * p->cols, tm.p.g + p->off + r * p->cols,
+                       (size_t)p->cols * sizeof(float));
+            }
+        }
+        double mabs, rel = rel_frob(perm ? perm : tm.p.g + p->off, ref, n, &mabs);
+        free(perm);
         worst = rel > worst ? rel : worst;
         CHECK("gguf: gradient rel Frobenius < 1e-4", rel < 1e-4);
         checked++;
     }
     printf("gguf: %d tensors, worst rel Frobenius %.3e\n", checked, worst);
-    CHECK("gguf: 17 tensors compared", checked == 17);
+    CHECK("gguf: 21 tensors compared", checked == 21);
     keel_train_model_free(&tm);
     keel_model_free(m);
 }
 
+// Compare every trainable tensor of tm that the golden file has; returns how many.
+static int compare_all(const gold *G, const keel_train_model *tm, const char *what, double tol) {
+    int checked = 0;
+    double worst = 0, wabs = 0;
+    for (int i = 0; i < tm->p.n; i++) {
+        const keel_tparam *p = &tm->p.t[i];
+        size_t n = 0;
+        const float *ref = gold_find(G, p->name, &n);
+        if (!ref || n != (size_t)(p->rows * p->cols)) {
+            CHECK(p->name, 0);
+            continue;
+        }
+        double mabs, rel = rel_frob(tm->p.g + p->off, ref, n, &mabs);
+        if (!(rel < tol)) fprintf(stderr, "  %s %s: rel %.3e max abs %.3e\n", what, p->name, rel, mabs);
+        CHECK(what, rel < tol);
+        worst = rel > worst ? rel : worst;
+        wabs = mabs > wabs ? mabs : wabs;
+        checked++;
+    }
+    printf("%s: %d tensors, worst rel Frobenius %.3e, max abs %.3e\n", what, checked, worst, wabs);
+    return checked;
+}
+
+// Tied head, bf16 weights (exact in fp32): the embedding gradient holds both
+// the lookup's scatter-add and the head's dW. Then the GGUF conversion with
+// every matrix frozen in BF16 (the QLoRA shape: dx through the stored type,
+// NORM RoPE): the norms' gradients still match.
+static void test_tied(void) {
+    gold G;
+    if (!gold_load(&G, "tests/golden/tiny_grads_tied")) {
+        CHECK("read tests/golden/tiny_grads_tied.{json,f32}", 0);
+        gold_free(&G);
+        return;
+    }
+    keel_model *m = load("tests/data/tiny-llama-hf-bf16");
+    CHECK("load tiny-llama-hf-bf16", m != NULL);
+    if (m) {
+        keel_train_model tm;
+        float loss = step(m, &G, &tm, NULL, NULL);
+        CHECK("tied: flagged", tm.tied && tm.output.dw == tm.tok_embd.dw);
+        printf("tied: loss keel %.9f torch(f64) %.9f\n", loss, G.loss);
+        CHECK_CLOSE("tied: loss vs torch", loss, G.loss, 1e-5 * G.loss);
+        CHECK("tied: 20 tensors (no lm_head)", tm.p.n == 20 && keel_train_params_find(&tm.p, "lm_head.weight") < 0);
+        CHECK("tied: all compared", compare_all(&G, &tm, "tied bf16 vs torch", 1e-4) == 20);
+        keel_train_model_free(&tm);
+        keel_model_free(m);
+    }
+    m = load("tests/data/tiny-llama-bf16.gguf");
+    CHECK("load tiny-llama-bf16.gguf", m != NULL);
+    if (m) {
+        keel_train_model tm;
+        float loss = step(m, &G, &tm, norms_only, NULL);
+        CHECK_CLOSE("frozen BF16 gguf: loss vs torch", loss, G.loss, 1e-5 * G.loss);
+        CHECK("frozen BF16 gguf: matrices stay in the file", tm.layers[0].wq.w == NULL &&
+                                                                 tm.layers[0].wq.base.type == KEEL_DTYPE_BF16);
+        CHECK("frozen BF16 gguf: 5 norms compared", compare_all(&G, &tm, "frozen BF16 gguf norms vs torch", 1e-4) == 5);
+        keel_train_model_free(&tm);
+        keel_model_free(m);
+    }
+    gold_free(&G);
+}
+
 int main(void) {
     gold G;
-    if (!gold_load(&G)) {
-        CHECK("read " GOLD_JSON " and " GOLD_BIN, 0);
+    if (!gold_load(&G, "tests/golden/tiny_grads")) {
+        CHECK("read tests/golden/tiny_grads.{json,f32}", 0);
         gold_free(&G);
         return test_report();
     }
@@ -271,5 +348,6 @@ int main(void) {
     test_gguf(&G);
     keel_train_model_free(&full);
     gold_free(&G);
+    test_tied();
     return test_report();
 }
