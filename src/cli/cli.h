@@ -21,4 +21,9 @@ bool keel_cli_int(const char *opt, const char *val, long lo, long hi, long *out)
 bool keel_cli_float(const char *opt, const char *val, double lo, double hi, double *out);
 // Reads a whole file (or "-" for stdin) into a NUL-terminated heap string.
 char *keel_cli_slurp(const char *path, size_t *len);
+// --matmul fp32|bf16x3|bf16 -> keel_model_params.matmul_precision.
+bool keel_cli_matmul(const char *opt, const char *val, keel_matmul_precision *out);
+#define KEEL_CLI_MATMUL_HELP                                                                       \
+    "  --matmul P         prompt/batch matmul precision: fp32 (default), bf16x3 (needs AMX:\n"      \
+    "                     logits within ~4e-5 of fp32, faster), bf16 (AMX: fastest, ~2e-2)\n"
 #endif

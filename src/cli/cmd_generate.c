@@ -25,7 +25,8 @@ static void usage(FILE *f) {
             "  --top-p P          nucleus sampling mass (default 1 = off)\n"
             "  --seed S           sampling seed (default 42)\n"
             "  --ctx N            context size (default: prompt + n, at most the model's)\n"
-            "  -t, --threads N    threads (default: all cores)\n");
+            "  -t, --threads N    threads (default: all cores)\n"
+            KEEL_CLI_MATMUL_HELP);
 }
 
 typedef struct {
@@ -70,6 +71,7 @@ int keel_cmd_generate(int argc, char **argv) {
     bool chat = false;
     long n_gen = 128, top_k = 0, seed = 42, n_ctx = 0, threads = 0;
     double temp = 0, top_p = 1;
+    keel_model_params mp = keel_model_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
@@ -84,6 +86,7 @@ int keel_cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) { if (!keel_cli_int(a, v, 0, 0x7fffffffL, &seed)) return 2; i++; }
         else if (!strcmp(a, "--ctx")) { if (!keel_cli_int(a, v, 1, 1 << 24, &n_ctx)) return 2; i++; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!keel_cli_int(a, v, 0, 1024, &threads)) return 2; i++; }
+        else if (!strcmp(a, "--matmul")) { if (!keel_cli_matmul(a, v, &mp.matmul_precision)) return 2; i++; }
         else { fprintf(stderr, "keel generate: unknown option %s\n", a); usage(stderr); return 2; }
         continue;
     missing:
@@ -101,7 +104,6 @@ int keel_cmd_generate(int argc, char **argv) {
     float *logits = NULL;
     stream_state s = {0};
 
-    keel_model_params mp = keel_model_default_params();
     mp.n_threads = (int32_t)threads;
     if (keel_model_load(model, &mp, &m, &err) != KEEL_OK) { keel_cli_fail(&err, NULL); goto done; }
     const keel_model_desc *d = keel_model_describe(m);

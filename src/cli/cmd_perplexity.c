@@ -16,7 +16,8 @@ static void usage(FILE *f) {
             "  -m, --model PATH   .gguf file or Hugging Face model directory\n"
             "  -f, --file PATH    UTF-8 text ('-' = stdin)\n"
             "  --ctx N            window size in tokens (default 512)\n"
-            "  -t, --threads N    threads (default: all cores)\n");
+            "  -t, --threads N    threads (default: all cores)\n"
+            KEEL_CLI_MATMUL_HELP);
 }
 
 static void progress(int32_t chunk, int32_t n_chunks, double ppl, void *ud) {
@@ -27,6 +28,7 @@ static void progress(int32_t chunk, int32_t n_chunks, double ppl, void *ud) {
 int keel_cmd_perplexity(int argc, char **argv) {
     const char *model = NULL, *file = NULL;
     long n_ctx = 512, threads = 0;
+    keel_model_params mp = keel_model_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
@@ -34,6 +36,7 @@ int keel_cmd_perplexity(int argc, char **argv) {
         else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && v) { file = v; i++; }
         else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) { if (!keel_cli_int(a, v, 4, 1 << 20, &n_ctx)) return 2; i++; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!keel_cli_int(a, v, 0, 1024, &threads)) return 2; i++; }
+        else if (!strcmp(a, "--matmul")) { if (!keel_cli_matmul(a, v, &mp.matmul_precision)) return 2; i++; }
         else { fprintf(stderr, "keel perplexity: unknown option or missing value: %s\n", a); usage(stderr); return 2; }
     }
     if (!model || !file) { usage(stderr); return 2; }
@@ -47,7 +50,6 @@ int keel_cmd_perplexity(int argc, char **argv) {
     keel_context *ctx = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
-    keel_model_params mp = keel_model_default_params();
     mp.n_threads = (int32_t)threads;
     if (keel_model_load(model, &mp, &m, &err) != KEEL_OK) { keel_cli_fail(&err, NULL); goto done; }
     if (keel_tokenize(keel_model_tokenizer(m), text, len, true, false, &ids, &n, &err) != KEEL_OK) {

@@ -12,6 +12,20 @@ int keel_cli_fail(const keel_err *err, const char *hint) {
     return 1;
 }
 
+bool keel_cli_matmul(const char *opt, const char *val, keel_matmul_precision *out) {
+    static const struct {
+        const char *name;
+        keel_matmul_precision p;
+    } names[] = {{"fp32", KEEL_MATMUL_FP32}, {"bf16x3", KEEL_MATMUL_BF16X3}, {"bf16", KEEL_MATMUL_BF16}};
+    for (size_t i = 0; val && i < sizeof names / sizeof *names; i++)
+        if (!strcmp(val, names[i].name)) {
+            *out = names[i].p;
+            return true;
+        }
+    fprintf(stderr, "keel: option %s: '%s' is not one of fp32, bf16x3, bf16\n", opt, val ? val : "");
+    return false;
+}
+
 bool keel_cli_int(const char *opt, const char *val, long lo, long hi, long *out) {
     if (!val) {
         fprintf(stderr, "keel: option %s needs a value\n", opt);
