@@ -218,6 +218,7 @@ void keel_op_attention_train_fwd(float *out, float *P, const float *q, const flo
     const int grp = NH / NKV;
     const float scale = 1.0f / sqrtf((float)hd);
     int nt = n_threads < 1 ? 1 : n_threads;
+    (void)nt; // unused without OpenMP
 KEEL_OMP(parallel for num_threads(nt) schedule(static))
     for (int64_t bh = 0; bh < B * NH; bh++) {
         int64_t b = bh / NH;
@@ -260,6 +261,7 @@ void keel_op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, c
     const int grp = NH / NKV;
     const float scale = 1.0f / sqrtf((float)hd);
     int nt = s->n_threads < 1 ? 1 : s->n_threads;
+    (void)nt;
     KEEL_ASSERT(s->per_thread >= (size_t)T);
     // One task per (sequence, kv head): the query heads sharing a kv head add
     // into the same dk/dv rows, so they stay on one thread.
@@ -332,6 +334,7 @@ static double n_valid(const uint8_t *mask, int64_t N) {
 float keel_op_xent_fwd(float *lse, const float *logits, const int32_t *targets, const uint8_t *mask,
                        int64_t N, int64_t V, int n_threads) {
     int nt = n_threads < 1 ? 1 : n_threads;
+    (void)nt; // unused without OpenMP
 KEEL_OMP(parallel for num_threads(nt) schedule(static))
     for (int64_t n = 0; n < N; n++) {
         const float *l = logits + n * V;
@@ -357,6 +360,7 @@ void keel_op_xent_bwd(float *dlogits, const float *logits, const float *lse, con
     double cnt = n_valid(mask, N);
     float scale = cnt > 0 ? (float)((double)dloss / cnt) : 0.0f;
     int nt = n_threads < 1 ? 1 : n_threads;
+    (void)nt; // unused without OpenMP
 KEEL_OMP(parallel for num_threads(nt) schedule(static))
     for (int64_t n = 0; n < N; n++) {
         float *d = dlogits + n * V;
@@ -377,6 +381,7 @@ void keel_op_linear_fwd_q(float *y, const float *x, const keel_wmat *w, int64_t 
                           const keel_ops_scratch *s) {
     const int64_t n_in = w->n_in, n_out = w->n_out;
     int nt = s->n_threads < 1 ? 1 : s->n_threads;
+    (void)nt;
     KEEL_ASSERT(s->per_thread >= (size_t)KEEL_GRAD_PANEL * (size_t)n_in);
     int64_t n_panels = (n_out + KEEL_GRAD_PANEL - 1) / KEEL_GRAD_PANEL;
     // Panels of output rows are independent: each thread dequantizes its own.
