@@ -53,8 +53,12 @@ int keel_cmd_tokenize(int argc, char **argv) {
     int rc = 0;
     int32_t *ids = NULL;
     size_t n = 0;
-    if (st != KEEL_OK || keel_tokenize(tok, text, len, add_special, parse_special, &ids, &n, &err) != KEEL_OK) {
+    if (st != KEEL_OK) {
         rc = keel_cli_fail(&err, NULL);
+    } else if (keel_tokenize(tok, text, len, add_special, parse_special, &ids, &n, &err) != KEEL_OK) {
+        // name the file: the tokenizer only knows the byte offset
+        if (file) fprintf(stderr, "keel: %s: %s\n", file, err.msg), rc = 1;
+        else rc = keel_cli_fail(&err, NULL);
     } else if (ids_only) {
         for (size_t i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
         printf("\n");
