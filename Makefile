@@ -1,7 +1,7 @@
 # keel — GNU Makefile. Objects go in build/ (build-asan/ for the sanitizer build).
 #
 #   make            libkeel.a and the keel CLI
-#   make test       unit + golden tests, then the fuzz corpus replay
+#   make test       unit + golden tests, the CLI tests (tests/cli), then the fuzz corpus replay
 #   make asan       the same suite built with AddressSanitizer + UBSan, run
 #   make check      test + asan (what CI runs)
 #   make fuzz       libFuzzer targets (clang), for local exploration
@@ -129,8 +129,9 @@ $(BUILD)/tests/header_c: tests/header_c.c include/keel.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -Wall -Wextra -pedantic -Werror -Iinclude -c -o $@ $<
 
+# KEEL_SANITIZE tells the slow golden tests to run a reduced set (sanitizer build).
 test: $(KEEL) $(TEST_BIN) $(FUZZ_BIN) $(BUILD)/tests/header_c
-	@BUILD=$(BUILD) bash tests/run.sh
+	@BUILD=$(BUILD) $(if $(KEEL_ASAN),KEEL_SANITIZE=1) bash tests/run.sh
 
 fuzz-replay: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do t=$$(basename $$f); $$f tests/fuzz/corpus/$${t#fuzz_} || exit 1; done

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Runs every unit-test binary and the fuzz-corpus replay, then prints one
-# closing line "N passed, N failed" summed over all of them.
+# Runs every unit-test binary, the CLI test scripts (tests/cli/test_*.sh, on
+# $BUILD/keel) and the fuzz-corpus replay, then prints one closing line
+# "N passed, N failed" summed over all of them.
 set -u
-BUILD=${BUILD:-build}
+export BUILD=${BUILD:-build}
 cd "$(dirname "$0")/.."
 pass=0; fail=0; bad_bins=""
-for t in "$BUILD"/tests/test_*; do
+for t in "$BUILD"/tests/test_* tests/cli/test_*.sh; do
   [ -x "$t" ] || continue
   name=$(basename "$t")
   out=$("$t" 2>&1); rc=$?
