@@ -200,7 +200,8 @@ def check_keel(d):
         for k in f.keys():
             assert torch.equal(f.get_tensor(k), g.get_tensor(k)), k
         assert f.metadata() == {"format": "pt"}
-    print("safe_open reads %s: %d tensors equal to the golden" % (st, len(g.keys())))
+        n = len(g.keys())
+    print("safe_open reads %s: %d tensors equal to the golden" % (st, n))
     cfg = LoraConfig.from_pretrained(os.path.join(d, "peft"))
     print("LoraConfig.from_pretrained: r=%d alpha=%s dropout=%s targets=%s rslora=%s base=%s"
           % (cfg.r, cfg.lora_alpha, cfg.lora_dropout, sorted(cfg.target_modules), cfg.use_rslora,

@@ -106,4 +106,96 @@ KEEL_INTERNAL const keel_tensor_info *keel_st_find_tensor(const keel_safetensors
 // "__metadata__" string value for key, or NULL.
 KEEL_INTERNAL const char *keel_st_metadata(const keel_safetensors *s, const char *key);
 
+// ---- atomic file writing (atomic.c) ---------------------------------------------
+//
+// The file is written to "PATH.tmp.<pid>" in the same directory, fsynced,
+// renamed over PATH and the directory fsynced: a reader (or a crash) sees the
+// old file or the new one, never a torn one. On any error the temporary is
+// removed, PATH is untouched, and KEEL_ERR_IO names the path and strerror.
+
+typedef struct keel_afile {
+    int fd;
+    const char *path; // the final path (for messages)
+    const char *tmp;  // the temporary being written
+    uint64_t written; // bytes so far
+} keel_afile;
+
+// Write all n bytes (loops over partial writes and EINTR).
+KEEL_INTERNAL keel_status keel_afile_write(keel_afile *f, const void *buf, size_t n, keel_err *err);
+// fn writes the contents through keel_afile_write; its non-OK status aborts
+// the write (temporary removed) and is returned unchanged.
+typedef keel_status (*keel_afile_fn)(keel_afile *f, void *ctx, keel_err *err);
+KEEL_INTERNAL keel_status keel_atomic_write(const char *path, keel_afile_fn fn, void *ctx,
+                                            keel_err *err);
+// A list of buffers written back to back.
+typedef struct keel_iobuf {
+    const void *data;
+    size_t len;
+} keel_iobuf;
+KEEL_INTERNAL keel_status keel_atomic_write_bufs(const char *path, const keel_iobuf *bufs,
+                                                 size_t n_bufs, keel_err *err);
+
+// ---- safetensors writer (safetensors_write.c) --------------------------------------
+//
+// Writes what safetensors.torch.save_file writes, byte for byte: tensors
+// ordered by dtype (F32, then BF16, then F16: the library's dtype order,
+// descending) and then by name (bytewise), the JSON header compact with
+// "__metadata__" first and then the tensors in data order, padded with spaces
+// to a multiple of 8, then the data back to back. Metadata keys are sorted.
+
+#define KEEL_ST_MAX_DIMS 8
+
+typedef struct keel_st_entry {
+    const char *name;   // UTF-8, unique, not "__metadata__"
+    keel_dtype type;    // F32, F16 or BF16 in the file
+    int32_t n_dims;     // 0 (scalar) .. KEEL_ST_MAX_DIMS
+    int64_t shape[KEEL_ST_MAX_DIMS]; // PyTorch order: a (out, in) weight is {out, in}
+    const void *data;   // little-endian elements of `type`, or floats if from_f32
+    bool from_f32;      // data is fp32; converted to F16/BF16 (round to nearest even) on write
+} keel_st_entry;
+
+typedef struct keel_st_kv {
+    const char *key, *value;
+} keel_st_kv;
+
+// Write n tensors and n_meta metadata strings to path, atomically.
+// KEEL_ERR_INVALID (naming the tensor) for a duplicate or empty name, an
+// unsupported type, a negative dimension or a size overflow.
+KEEL_INTERNAL keel_status keel_st_write(const char *path, const keel_st_entry *t, size_t n,
+                                        const keel_st_kv *meta, size_t n_meta, keel_err *err);
+
+// ---- PEFT LoRA adapter layout (peft.c) ------------------------------------------------
+
+typedef struct keel_peft_lora_config {
+    int32_t r;
+    double lora_alpha;
+    double lora_dropout;
+    const char *const *target_modules; // HF module names ("q_proj", ...)
+    size_t n_target_modules;
+    bool use_rslora;
+    const char *base_model_name_or_path; // NULL: JSON null
+    const char *bias;                    // NULL: "none"
+    const char *task_type;               // NULL: "CAUSAL_LM"
+    bool inference_mode;                 // PEFT saves adapters with true
+} keel_peft_lora_config;
+
+KEEL_INTERNAL keel_peft_lora_config keel_peft_lora_default_config(void);
+// adapter_config.json as PEFT's LoraConfig.save_pretrained writes it (the keys
+// every PEFT since 0.9 reads; target_modules sorted). Caller frees with free().
+KEEL_INTERNAL keel_status keel_peft_config_json(const keel_peft_lora_config *c, char **out,
+                                                keel_err *err);
+// The same, written atomically to path.
+KEEL_INTERNAL keel_status keel_peft_write_config(const char *path, const keel_peft_lora_config *c,
+                                                 keel_err *err);
+// PEFT's tensor key for the LoRA A or B matrix of an HF module:
+//   ("model.layers.3.self_attn.q_proj", 'A') -> "base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight"
+// A trailing ".weight" on the module name is dropped. Returns the key length,
+// or -1 if ab is not 'A'/'B' or the key does not fit in cap bytes (with NUL).
+KEEL_INTERNAL int keel_peft_lora_key(char *out, size_t cap, const char *hf_module, char ab);
+// The same for a Llama-family layer projection by index: proj is one of
+// q_proj k_proj v_proj o_proj (self_attn) or gate_proj up_proj down_proj (mlp);
+// -1 for another name.
+KEEL_INTERNAL int keel_peft_lora_key_llama(char *out, size_t cap, int layer, const char *proj,
+                                           char ab);
+
 #endif // KEEL_IO_H
