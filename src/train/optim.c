@@ -210,6 +210,24 @@ keel_status keel_adamw_step(keel_adamw *opt, float *param, const float *grad, do
 static double sumsq_chunk(const float *x, size_t n) {
     double acc[8] = {0};
     size_t i = 0;
+#if defined(__SSE2__)
+    // Lanes (0,1) (2,3) (4,5) (6,7) of acc as four double pairs: the same
+    // element-to-lane assignment, so the same bits as the scalar loop.
+    __m128d a0 = _mm_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    for (; i + 8 <= n; i += 8) {
+        __m128 lo = _mm_loadu_ps(x + i), hi = _mm_loadu_ps(x + i + 4);
+        __m128d d0 = _mm_cvtps_pd(lo), d1 = _mm_cvtps_pd(_mm_movehl_ps(lo, lo));
+        __m128d d2 = _mm_cvtps_pd(hi), d3 = _mm_cvtps_pd(_mm_movehl_ps(hi, hi));
+        a0 = _mm_add_pd(a0, _mm_mul_pd(d0, d0));
+        a1 = _mm_add_pd(a1, _mm_mul_pd(d1, d1));
+        a2 = _mm_add_pd(a2, _mm_mul_pd(d2, d2));
+        a3 = _mm_add_pd(a3, _mm_mul_pd(d3, d3));
+    }
+    _mm_storeu_pd(acc + 0, a0);
+    _mm_storeu_pd(acc + 2, a1);
+    _mm_storeu_pd(acc + 4, a2);
+    _mm_storeu_pd(acc + 6, a3);
+#endif
     for (; i + 8 <= n; i += 8)
         for (int j = 0; j < 8; j++) acc[j] += (double)x[i + j] * (double)x[i + j];
     for (int j = 0; i < n; i++, j++) acc[j] += (double)x[i] * (double)x[i];

@@ -2,8 +2,8 @@
 // train.h — optimisation pieces of the training loop: AdamW over one
 // contiguous fp32 parameter buffer (optim.c), gradient clipping and
 // accumulation helpers (optim.c), learning-rate schedules with warmup
-// (sched.c). The trainer owns the parameter and gradient buffers; these
-// functions only update them. Everything here is deterministic: the same
+// (sched.c), optimizer state files (optim_io.c). The trainer owns the
+// parameter and gradient buffers; these functions only update them. Everything here is deterministic: the same
 // inputs give bit-identical results for any OpenMP thread count.
 // References: PyTorch torch.optim.AdamW (single-tensor path) and
 // torch.nn.utils.clip_grad_norm_; HF transformers optimization.py schedules.
@@ -11,6 +11,7 @@
 #define KEEL_TRAIN_H
 
 #include "core/core.h"
+#include "io/io.h"
 
 // ---- AdamW (optim.c) ----------------------------------------------------------
 
@@ -106,5 +107,20 @@ KEEL_INTERNAL double keel_sched_lr(const keel_sched *s, int64_t step);
 // "constant", "linear", "cosine" -> kind; false if unknown.
 KEEL_INTERNAL bool keel_sched_parse(const char *name, keel_sched_kind *out);
 KEEL_INTERNAL const char *keel_sched_name(keel_sched_kind k);
+
+// ---- optimizer state on disk (optim_io.c) ------------------------------------------------
+//
+// A safetensors file with two F32 tensors "adamw.m" and "adamw.v" of shape
+// (n) and string metadata: format "keel-adamw", version "1", n, step, beta1,
+// beta2, eps, weight_decay (%.17g), plus the caller's extra keys (data
+// position, RNG state, ... as strings). Written atomically.
+KEEL_INTERNAL keel_status keel_adamw_save(keel_adamw *opt, const char *path,
+                                          const keel_st_kv *extra, size_t n_extra, keel_err *err);
+// Restore m, v and the step count into opt, set up by keel_adamw_init with
+// the same n (the hyper-parameters stay those of opt: a resumed job may
+// change them). KEEL_ERR_FORMAT naming the file for a wrong format, size or
+// missing tensor; opt is unchanged on failure. Extra keys: open the file with
+// keel_st_open and read keel_st_metadata.
+KEEL_INTERNAL keel_status keel_adamw_load(keel_adamw *opt, const char *path, keel_err *err);
 
 #endif // KEEL_TRAIN_H

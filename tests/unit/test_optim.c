@@ -3,12 +3,13 @@
 // against tests/golden/optim.json, made by tools/golden_optim.py with
 // torch.optim.AdamW + clip_grad_norm_ + HF transformers schedules; plus
 // thread-count independence (1 vs 2 threads bit-identical), the no-decay
-// range bookkeeping and argument errors.
+// range bookkeeping, state save/load (resume is bit-identical) and errors.
 #include "test.h"
 #include "train/train.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -235,6 +236,75 @@ static void test_threads(void) {
     keel_threads_set(saved);
 }
 
+// ---- state save / load: a resumed run continues bit for bit ------------------------------
+
+static void test_state_io(void) {
+    enum { N = 5000 };
+    char dir[] = "/tmp/keel-optim-XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK("mkdtemp", false);
+        return;
+    }
+    char *path = keel_path_join(dir, "optimizer.safetensors");
+    float *p = malloc(N * sizeof(float)), *g = malloc(N * sizeof(float)), *q = malloc(N * sizeof(float));
+    keel_adamw_params hp = keel_adamw_default_params();
+    keel_adamw a, b;
+    keel_err err = {0};
+    keel_adamw_init(&a, N, &hp, NULL);
+    keel_adamw_no_decay(&a, 100, 200, NULL);
+    fill(p, N, 1, 1.0f);
+    // Saving before the first step writes zero moments and step 0.
+    CHECK("save before any step", keel_adamw_save(&a, path, NULL, 0, &err) == KEEL_OK);
+    for (int s = 0; s < 3; s++) {
+        fill(g, N, 50 + (uint64_t)s, 1.0f);
+        keel_adamw_step(&a, p, g, 1e-3, NULL);
+    }
+    keel_st_kv extra[2] = {{"data.epoch", "1"}, {"data.position", "12345"}};
+    CHECK("save after 3 steps", keel_adamw_save(&a, path, extra, 2, &err) == KEEL_OK);
+    memcpy(q, p, N * sizeof(float));
+    keel_adamw_init(&b, N, &hp, NULL);
+    keel_adamw_no_decay(&b, 100, 200, NULL);
+    CHECK("load", keel_adamw_load(&b, path, &err) == KEEL_OK);
+    CHECK("step restored", b.t == 3);
+    CHECK("moments restored bit for bit", b.m && memcmp(a.m, b.m, N * sizeof(float)) == 0 &&
+                                              memcmp(a.v, b.v, N * sizeof(float)) == 0);
+    for (int s = 3; s < 6; s++) {
+        fill(g, N, 50 + (uint64_t)s, 1.0f);
+        keel_adamw_step(&a, p, g, 1e-3, NULL);
+        keel_adamw_step(&b, q, g, 1e-3, NULL);
+    }
+    CHECK("resumed run == uninterrupted run (bit-identical)", memcmp(p, q, N * sizeof(float)) == 0);
+    keel_safetensors *st = NULL;
+    CHECK("state file opens", keel_st_open(path, &st, &err) == KEEL_OK);
+    const char *pos = st ? keel_st_metadata(st, "data.position") : NULL;
+    CHECK("extra metadata kept", pos && strcmp(pos, "12345") == 0);
+    const char *b1 = st ? keel_st_metadata(st, "beta1") : NULL;
+    CHECK("beta1 recorded", b1 && strtod(b1, NULL) == 0.9);
+    keel_st_close(st);
+    keel_adamw c;
+    keel_adamw_init(&c, N + 1, &hp, NULL);
+    CHECK("size mismatch rejected", keel_adamw_load(&c, path, &err) == KEEL_ERR_FORMAT);
+    CHECK("message names the sizes", strstr(err.msg, "5000") != NULL && strstr(err.msg, "5001") != NULL);
+    CHECK("failed load leaves state alone", c.m == NULL && c.t == 0);
+    keel_adamw_free(&c);
+    keel_adamw_init(&c, 147, &hp, NULL);
+    CHECK("another safetensors file rejected",
+          keel_adamw_load(&c, "tests/golden/st_write.safetensors", &err) == KEEL_ERR_FORMAT);
+    CHECK("message says why", strstr(err.msg, "not a keel AdamW state") != NULL);
+    CHECK("missing file is an I/O error", keel_adamw_load(&c, "/nonexistent/x", &err) == KEEL_ERR_IO);
+    keel_st_kv dup = {"step", "7"};
+    CHECK("extra key clashing with ours rejected", keel_adamw_save(&a, path, &dup, 1, &err) == KEEL_ERR_INVALID);
+    keel_adamw_free(&c);
+    keel_adamw_free(&a);
+    keel_adamw_free(&b);
+    unlink(path);
+    rmdir(dir);
+    free(path);
+    free(p);
+    free(g);
+    free(q);
+}
+
 // ---- helpers and errors ---------------------------------------------------------------
 
 static void test_ranges_and_errors(void) {
@@ -323,6 +393,7 @@ int main(void) {
         cJSON_Delete(gj);
     }
     test_threads();
+    test_state_io();
     test_ranges_and_errors();
     printf("max err vs PyTorch/HF: params %.3g relative (%.3g absolute), lr %.3g, grad norm %.3g\n",
            g_max_param_err, g_max_param_abs, g_max_lr_err, g_max_norm_err);
