@@ -469,7 +469,8 @@ static keel_status load_doc(const char *name, const char *text, size_t len, yaml
         return st;
     }
     if (!yaml_document_get_root_node(doc)) {
-        *empty = true;
+        *empty = true; // nothing (or only comments): the caller gets no document to delete
+        yaml_document_delete(doc);
     } else {
         yaml_document_t extra;
         if (yaml_parser_load(&p, &extra)) {
@@ -756,6 +757,10 @@ static bool put_str(keel_buf *b, const char *s) {
         else if (*p == '\n') ok = keel_buf_appends(b, "\\n");
         else if (*p == '\t') ok = keel_buf_appends(b, "\\t");
         else if (*p < 0x20 || *p == 0x7f) ok = keel_buf_printf(b, "\\x%02x", *p);
+        // YAML folds these line separators inside quoted scalars: escape them
+        else if (p[0] == 0xc2 && p[1] == 0x85) ok = keel_buf_appends(b, "\\N"), p++;
+        else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+            ok = keel_buf_appends(b, p[2] == 0xa8 ? "\\L" : "\\P"), p += 2;
         else ok = keel_buf_append(b, p, 1); // UTF-8 passes through
     }
     return ok && keel_buf_appends(b, "\"");
