@@ -74,7 +74,9 @@ KEEL_INTERNAL void keel_adamw_free(keel_adamw *opt); // frees m, v, ranges; NULL
 KEEL_INTERNAL double keel_grad_norm(const float *g, size_t n);
 // Global-norm clipping as torch.nn.utils.clip_grad_norm_: with N the norm,
 // if max_norm/(N + 1e-6) < 1 every element is multiplied by that factor.
-// Returns the norm before clipping. max_norm <= 0 only measures.
+// Returns the norm before clipping. max_norm <= 0 only measures. A non-finite
+// norm leaves g alone (PyTorch would scale by NaN): the trainer should check
+// isfinite() on the result and skip the step.
 KEEL_INTERNAL double keel_grad_clip(float *g, size_t n, double max_norm);
 // g *= s (e.g. s = 1/accum_steps before the optimizer step).
 KEEL_INTERNAL void keel_grad_scale(float *g, size_t n, float s);
