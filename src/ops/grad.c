@@ -26,7 +26,7 @@ static int thread_id(void) {
 }
 
 size_t keel_grad_scratch_floats(int64_t max_in, int64_t T) {
-    size_t a = (size_t)KEEL_GRAD_PANEL * (size_t)max_in, b = (size_t)T + 16;
+    size_t a = (size_t)KEEL_GRAD_PANEL * (size_t)max_in, b = (size_t)T * (size_t)T;
     return (a > b ? a : b) + 16;
 }
 
@@ -212,6 +212,10 @@ void keel_op_rope_train(float *x, const float *cs, int64_t B, int64_t T, int n_h
 
 // ---- attention -----------------------------------------------------------------------------
 
+// Per (sequence, head) everything is a dense (T, T) or (T, hd) product with
+// strided rows (row stride Qd or Kd), so it runs as gemm on one thread; the
+// causal upper triangle is computed and then zeroed (P_ij = 0 for j > i makes
+// every later product causal without special cases).
 void keel_op_attention_train_fwd(float *out, float *P, const float *q, const float *k, const float *v,
                                  int64_t B, int64_t T, int NH, int NKV, int hd, int n_threads) {
     const int64_t Qd = (int64_t)NH * hd, Kd = (int64_t)NKV * hd;
@@ -224,15 +228,13 @@ KEEL_OMP(parallel for num_threads(nt) schedule(static))
         int64_t b = bh / NH;
         int h = (int)(bh % NH), g = h / grp;
         float *Pb = P + bh * T * T;
+        const float *qh = q + b * T * Qd + h * hd, *kg = k + b * T * Kd + g * hd, *vg = v + b * T * Kd + g * hd;
+        gemm_serial(false, true, T, T, hd, qh, Qd, kg, Kd, 0.0f, Pb, T); // S = q k^T (T, T)
         for (int64_t i = 0; i < T; i++) {
-            const float *qi = q + (b * T + i) * Qd + h * hd;
             float *pr = Pb + i * T;
             float mx = -INFINITY;
             for (int64_t j = 0; j <= i; j++) {
-                const float *kj = k + (b * T + j) * Kd + g * hd;
-                float sdot = 0;
-                for (int d = 0; d < hd; d++) sdot += qi[d] * kj[d];
-                pr[j] = sdot * scale;
+                pr[j] *= scale;
                 if (pr[j] > mx) mx = pr[j];
             }
             double sum = 0;
@@ -243,14 +245,8 @@ KEEL_OMP(parallel for num_threads(nt) schedule(static))
             float inv = (float)(1.0 / sum);
             for (int64_t j = 0; j <= i; j++) pr[j] *= inv;
             for (int64_t j = i + 1; j < T; j++) pr[j] = 0.0f;
-            float *o = out + (b * T + i) * Qd + h * hd;
-            for (int d = 0; d < hd; d++) o[d] = 0.0f;
-            for (int64_t j = 0; j <= i; j++) {
-                const float *vj = v + (b * T + j) * Kd + g * hd;
-                float p = pr[j];
-                for (int d = 0; d < hd; d++) o[d] += p * vj[d];
-            }
         }
+        gemm_serial(false, false, T, hd, T, Pb, T, vg, Kd, 0.0f, out + b * T * Qd + h * hd, Qd); // P v
     }
 }
 
@@ -262,47 +258,35 @@ void keel_op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, c
     const float scale = 1.0f / sqrtf((float)hd);
     int nt = s->n_threads < 1 ? 1 : s->n_threads;
     (void)nt;
-    KEEL_ASSERT(s->per_thread >= (size_t)T);
+    KEEL_ASSERT(s->per_thread >= (size_t)(T * T));
     // One task per (sequence, kv head): the query heads sharing a kv head add
     // into the same dk/dv rows, so they stay on one thread.
 KEEL_OMP(parallel for num_threads(nt) schedule(static))
     for (int64_t bg = 0; bg < B * NKV; bg++) {
         int64_t b = bg / NKV;
         int g = (int)(bg % NKV);
-        float *dp = s->buf + (size_t)thread_id() * s->per_thread; // (T) one row of dP / dS
+        float *dS = s->buf + (size_t)thread_id() * s->per_thread; // (T, T) dP, then dS in place
+        const float *kg = k + b * T * Kd + g * hd, *vg = v + b * T * Kd + g * hd;
+        float *dkg = dk + b * T * Kd + g * hd, *dvg = dv + b * T * Kd + g * hd;
         for (int64_t j = 0; j < T; j++) {
-            memset(dk + (b * T + j) * Kd + g * hd, 0, (size_t)hd * sizeof(float));
-            memset(dv + (b * T + j) * Kd + g * hd, 0, (size_t)hd * sizeof(float));
+            memset(dkg + j * Kd, 0, (size_t)hd * sizeof(float));
+            memset(dvg + j * Kd, 0, (size_t)hd * sizeof(float));
         }
         for (int h = g * grp; h < (g + 1) * grp; h++) {
             const float *Pb = P + (b * NH + h) * T * T;
+            const float *doh = dout + b * T * Qd + h * hd, *qh = q + b * T * Qd + h * hd;
+            gemm_serial(false, true, T, T, hd, doh, Qd, vg, Kd, 0.0f, dS, T); // dP = dout v^T
             for (int64_t i = 0; i < T; i++) {
                 const float *pr = Pb + i * T;
-                const float *doi = dout + (b * T + i) * Qd + h * hd;
-                const float *qi = q + (b * T + i) * Qd + h * hd;
+                float *dr = dS + i * T;
                 double dot = 0;
-                for (int64_t j = 0; j <= i; j++) {
-                    const float *vj = v + (b * T + j) * Kd + g * hd;
-                    float sdot = 0;
-                    for (int d = 0; d < hd; d++) sdot += doi[d] * vj[d];
-                    dp[j] = sdot;
-                    dot += (double)pr[j] * sdot;
-                }
-                float *dqi = dq + (b * T + i) * Qd + h * hd;
-                for (int d = 0; d < hd; d++) dqi[d] = 0.0f;
-                for (int64_t j = 0; j <= i; j++) {
-                    float ds = pr[j] * (dp[j] - (float)dot) * scale; // dS_ij / sqrt(hd)
-                    const float *kj = k + (b * T + j) * Kd + g * hd;
-                    float *dkj = dk + (b * T + j) * Kd + g * hd;
-                    float *dvj = dv + (b * T + j) * Kd + g * hd;
-                    float p = pr[j];
-                    for (int d = 0; d < hd; d++) {
-                        dqi[d] += ds * kj[d];
-                        dkj[d] += ds * qi[d];
-                        dvj[d] += p * doi[d];
-                    }
-                }
+                for (int64_t j = 0; j <= i; j++) dot += (double)pr[j] * dr[j];
+                for (int64_t j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - (float)dot) * scale;
+                for (int64_t j = i + 1; j < T; j++) dr[j] = 0.0f;
             }
+            gemm_serial(false, false, T, hd, T, dS, T, kg, Kd, 0.0f, dq + b * T * Qd + h * hd, Qd); // dq = dS k
+            gemm_serial(true, false, T, hd, T, dS, T, qh, Qd, 1.0f, dkg, Kd);  // dk += dS^T q
+            gemm_serial(true, false, T, hd, T, Pb, T, doh, Qd, 1.0f, dvg, Kd); // dv += P^T dout
         }
     }
 }

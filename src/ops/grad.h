@@ -19,7 +19,7 @@
 #define KEEL_GRAD_PANEL 64
 
 // Floats per thread the kernels below need for inner dims up to max_in and
-// sequences up to T (attention backward keeps one row of T scores).
+// sequences up to T (attention backward keeps one (T, T) block of dS).
 KEEL_INTERNAL size_t keel_grad_scratch_floats(int64_t max_in, int64_t T);
 
 // ---- dense fp32 matmul ------------------------------------------------------------
