@@ -748,6 +748,12 @@ keel_status keel_job_load(keel_job *job, const char *path, const char *const *se
     return st;
 }
 
+char *keel_job_expand_path(const char *path) {
+    const char *home = getenv("HOME");
+    if (path && path[0] == '~' && path[1] == '/' && home && *home) return keel_path_join(home, path + 2);
+    return keel_strdup(path ? path : "");
+}
+
 // ---------------------------------------------------------------- writer
 
 static bool put_str(keel_buf *b, const char *s) {

@@ -126,6 +126,11 @@ KEEL_INTERNAL bool keel_job_equal(const keel_job *a, const keel_job *b);
 KEEL_INTERNAL const char *keel_job_method_name(keel_job_method m);
 KEEL_INTERNAL const char *keel_job_schedule_name(keel_job_schedule s);
 
+// A path from the job as the filesystem needs it: a leading "~/" becomes
+// $HOME/ (when HOME is set); anything else is copied. Heap string (free()),
+// NULL on allocation failure.
+KEEL_INTERNAL char *keel_job_expand_path(const char *path);
+
 // Atomic small-file write (temp in the same dir + fsync + rename + dir fsync).
 KEEL_INTERNAL keel_status keel_write_file_atomic(const char *path, const void *data, size_t len,
                                                  keel_err *err);

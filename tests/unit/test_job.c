@@ -339,6 +339,19 @@ static void test_roundtrip(void) {
     keel_job_free(&a);
 }
 
+static void test_expand(void) {
+    setenv("HOME", "/home/u", 1);
+    char *p = keel_job_expand_path("~/.cache/keel/m.gguf");
+    CHECK("~/ expands", p && !strcmp(p, "/home/u/.cache/keel/m.gguf"));
+    free(p);
+    p = keel_job_expand_path("a/~/b");
+    CHECK("other paths kept", p && !strcmp(p, "a/~/b"));
+    free(p);
+    p = keel_job_expand_path("~user/x");
+    CHECK("~user kept", p && !strcmp(p, "~user/x"));
+    free(p);
+}
+
 static void test_examples(void) {
     const char *ex[] = {"examples/stories260k-full.yaml", "examples/smollm2-lora.yaml"};
     for (int i = 0; i < 2; i++) {
@@ -364,5 +377,6 @@ int main(void) {
     test_overrides();
     test_roundtrip();
     test_examples();
+    test_expand();
     return test_report();
 }
