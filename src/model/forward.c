@@ -82,7 +82,7 @@ void keel_fwd_buf_free(keel_fwd_buf *b) {
 void keel_model_forward(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b, const int32_t *tokens,
                         int32_t T, int32_t pos, float *logits, bool all_logits) {
     const keel_model_desc *d = &m->desc;
-    const int64_t C = d->n_embd, hd = m->head_dim, K = d->n_head_kv * hd;
+    const int64_t C = d->n_embd, hd = m->head_dim, K = d->n_head_kv * hd, Q = d->n_head * hd;
     const int64_t F = d->n_ff, V = d->n_vocab;
     const keel_ops_scratch *s = &b->ops;
     KEEL_ASSERT(T >= 1 && T <= b->max_T && pos >= 0 && (int64_t)pos + T <= kv->n_ctx);
@@ -95,34 +95,55 @@ void keel_model_forward(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b,
     }
     keel_rope_table(b->cs, pos, T, d->n_rot, d->rope_theta);
 
+    // The elementwise steps between the matmuls run per token, split over the
+    // threads when the batch is large enough to pay for waking them (decode
+    // keeps them on the calling thread). Each step is one pass over a row:
+    // the residual add of one block is fused with the norm of the next.
+    const int nthr = s->n_threads > 0 ? s->n_threads : 1;
+    const bool par = T >= 8 && nthr > 1;
+    (void)nthr, (void)par;
     for (int l = 0; l < d->n_layer; l++) {
         const keel_layer *L = &m->layers[l];
         float *kt = kv->k + (size_t)l * (size_t)K * (size_t)kv->ldk; // (K, ldk) of this layer
         float *vc = kv->v + (size_t)l * (size_t)kv->n_ctx * (size_t)K;   // (n_ctx, K)
 
-        // attention
-        keel_op_rmsnorm_fwd(b->xb, b->x, L->attn_norm, T, C, d->norm_eps);
+        // attention; x += the previous block's output (left in xb) first
+KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
+        for (int32_t t = 0; t < T; t++) {
+            if (l > 0) keel_op_add(b->x + t * C, b->xb + t * C, C);
+            keel_op_rmsnorm_fwd(b->xb + t * C, b->x + t * C, L->attn_norm, 1, C, d->norm_eps);
+        }
         keel_mm qkv[3] = {
             {&L->wq, b->q},                  // (T, Q)
             {&L->wk, b->kb},                 // (T, K)
             {&L->wv, vc + (size_t)pos * K},  // (T, K) straight into the cache
         };
         keel_matmul_multi(b->xb, T, qkv, 3, s);
-        keel_op_rope_fwd(b->q, b->cs, T, d->n_head, (int)hd, d->n_rot, m->rope);
-        keel_op_rope_fwd(b->kb, b->cs, T, d->n_head_kv, (int)hd, d->n_rot, m->rope);
-        keel_kt_store(kt, kv->ldk, b->kb, T, pos, d->n_head_kv, (int)hd);
+        const int n_half = d->n_rot / 2;
+KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
+        for (int32_t t = 0; t < T; t++) {
+            const float *cs = b->cs + (size_t)t * (size_t)n_half * 2;
+            keel_op_rope_fwd(b->q + t * Q, cs, 1, d->n_head, (int)hd, d->n_rot, m->rope);
+            keel_op_rope_fwd(b->kb + t * K, cs, 1, d->n_head_kv, (int)hd, d->n_rot, m->rope);
+            keel_kt_store(kt, kv->ldk, b->kb + t * K, 1, pos + t, d->n_head_kv, (int)hd);
+        }
         keel_op_attention_fwd(b->att, b->q, kt, kv->ldk, vc, T, pos, d->n_head, d->n_head_kv, (int)hd, s);
         keel_matmul(b->xb, b->att, &L->wo, T, s);          // (T, C)
-        keel_op_add(b->x, b->xb, T * C);
 
         // feed-forward
-        keel_op_rmsnorm_fwd(b->xb, b->x, L->ffn_norm, T, C, d->norm_eps);
+KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
+        for (int32_t t = 0; t < T; t++) {
+            keel_op_add(b->x + t * C, b->xb + t * C, C);
+            keel_op_rmsnorm_fwd(b->xb + t * C, b->x + t * C, L->ffn_norm, 1, C, d->norm_eps);
+        }
         keel_mm gate_up[2] = {{&L->w_gate, b->hb}, {&L->w_up, b->hb2}}; // (T, F) each
         keel_matmul_multi(b->xb, T, gate_up, 2, s);
-        keel_op_swiglu_fwd(b->hb, b->hb, b->hb2, T * F);
+KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
+        for (int32_t t = 0; t < T; t++) keel_op_swiglu_fwd(b->hb + t * F, b->hb + t * F, b->hb2 + t * F, F);
         keel_matmul(b->xb, b->hb, &L->w_down, T, s);       // (T, C)
-        keel_op_add(b->x, b->xb, T * C);
     }
+KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
+    for (int32_t t = 0; t < T; t++) keel_op_add(b->x + t * C, b->xb + t * C, C);
 
     if (!logits) return;
     // Only the rows whose logits are wanted go through the final norm and the head.

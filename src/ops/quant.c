@@ -269,6 +269,41 @@ AVX512 static inline void nibbles16x2(const uint8_t *qs, __m512 *v0, __m512 *v1)
     *v1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(raw, 4), m4)));
 }
 
+AVX512 static void dequant_avx512(keel_dtype t, const uint8_t *s, float *y, int64_t n) {
+    __m512 v0, v1;
+    switch (t) {
+    case KEEL_DTYPE_Q8_0:
+        for (int64_t b = 0; b < n / 32; b++, s += 34, y += 32) {
+            __m512 d = _mm512_set1_ps(f16c_at(s));
+            v0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(s + 2))));
+            v1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(s + 18))));
+            _mm512_storeu_ps(y, _mm512_mul_ps(d, v0));
+            _mm512_storeu_ps(y + 16, _mm512_mul_ps(d, v1));
+        }
+        return;
+    case KEEL_DTYPE_Q4_0:
+        for (int64_t b = 0; b < n / 32; b++, s += 18, y += 32) {
+            float df = f16c_at(s);
+            __m512 d = _mm512_set1_ps(df), m = _mm512_set1_ps(-8.0f * df);
+            nibbles16x2(s + 2, &v0, &v1);
+            _mm512_storeu_ps(y, _mm512_fmadd_ps(d, v0, m));
+            _mm512_storeu_ps(y + 16, _mm512_fmadd_ps(d, v1, m));
+        }
+        return;
+    case KEEL_DTYPE_Q4_1:
+        for (int64_t b = 0; b < n / 32; b++, s += 20, y += 32) {
+            __m512 d = _mm512_set1_ps(f16c_at(s)), m = _mm512_set1_ps(f16c_at(s + 2));
+            nibbles16x2(s + 4, &v0, &v1);
+            _mm512_storeu_ps(y, _mm512_fmadd_ps(d, v0, m));
+            _mm512_storeu_ps(y + 16, _mm512_fmadd_ps(d, v1, m));
+        }
+        return;
+    default:
+        dequant_avx2(t, s, y, n);
+        return;
+    }
+}
+
 AVX512 static float dot_avx512(keel_dtype t, const uint8_t *s, const float *x, int64_t n) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, accm = acc0;
     __m512 v0, v1;
@@ -326,6 +361,10 @@ static inline bool use_avx2(void) { return keel_cpu_features() & KEEL_CPU_AVX2; 
 void keel_dequant_row(keel_dtype t, const void *src, float *dst, int64_t n) {
     KEEL_ASSERT(n % keel_dtype_block(t) == 0);
 #ifdef KEEL_X86
+    if (t != KEEL_DTYPE_F32 && use_avx512()) {
+        dequant_avx512(t, (const uint8_t *)src, dst, n);
+        return;
+    }
     if (t != KEEL_DTYPE_F32 && use_avx2()) {
         dequant_avx2(t, (const uint8_t *)src, dst, n);
         return;
