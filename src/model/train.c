@@ -251,6 +251,12 @@ keel_status keel_train_acts_init(keel_train_acts *a, const keel_train_model *tm,
     const keel_model_desc *d = &tm->m->desc;
     if (B < 1 || T < 1 || (int64_t)B * T > (1 << 24))
         return KEEL_FAIL(err, KEEL_ERR_INVALID, "training batch of %d x %d tokens", (int)B, (int)T);
+    // Rough size in double first, so a huge (B, T) fails cleanly instead of overflowing size_t.
+    double est = (double)B * T * ((double)d->n_layer * (6.0 * d->n_embd + 4.0 * d->n_head * tm->m->head_dim +
+                                                       3.0 * d->n_ff + (double)d->n_head * T) + d->n_vocab);
+    if (est * sizeof(float) > 0x1p46)
+        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "training activations for %d x %d tokens would take %.0f GiB",
+                         (int)B, (int)T, est * sizeof(float) / 0x1p30);
     a->B = B, a->T = T;
     size_t bytes = layout(a, tm, NULL);
     a->L = keel_calloc((size_t)d->n_layer, sizeof *a->L);
@@ -301,14 +307,22 @@ void keel_tlinear_bwd(const keel_tlinear *l, float *dx, const float *dy, const f
 
 // ---- forward -------------------------------------------------------------------------------------
 
-float keel_train_forward(const keel_train_model *tm, keel_train_acts *a, const int32_t *tokens,
-                         const int32_t *targets, const uint8_t *mask) {
+keel_status keel_train_forward(const keel_train_model *tm, keel_train_acts *a, const int32_t *tokens,
+                               const int32_t *targets, const uint8_t *mask, float *loss, keel_err *err) {
     const keel_model *m = tm->m;
     const keel_model_desc *d = &m->desc;
     const int64_t B = a->B, T = a->T, N = B * T, C = d->n_embd, V = d->n_vocab;
     const int hd = m->head_dim, NH = d->n_head, NKV = d->n_head_kv;
     const int64_t F = d->n_ff;
     const keel_ops_scratch *s = &a->ops;
+    for (int64_t n = 0; n < N; n++) {
+        if (tokens[n] < 0 || tokens[n] >= V)
+            return KEEL_FAIL(err, KEEL_ERR_INVALID, "training batch: token id %d at row %d, position %d is outside the vocabulary (%d)",
+                             (int)tokens[n], (int)(n / T), (int)(n % T), (int)V);
+        if ((!mask || mask[n]) && (targets[n] < 0 || targets[n] >= V))
+            return KEEL_FAIL(err, KEEL_ERR_INVALID, "training batch: target id %d at row %d, position %d is outside the vocabulary (%d)",
+                             (int)targets[n], (int)(n / T), (int)(n % T), (int)V);
+    }
     memcpy(a->tokens, tokens, (size_t)N * sizeof(int32_t));
     memcpy(a->targets, targets, (size_t)N * sizeof(int32_t));
     if (mask) memcpy(a->mask, mask, (size_t)N);
@@ -340,7 +354,8 @@ float keel_train_forward(const keel_train_model *tm, keel_train_acts *a, const i
     keel_op_rmsnorm_train_fwd(a->xnf, a->rf, a->xf, tm->output_norm.w, N, C, d->norm_eps);
     keel_tlinear_fwd(&tm->output, a->logits, a->xnf, N, s);
     a->loss = keel_op_xent_fwd(a->lse, a->logits, a->targets, a->mask, N, V, s->n_threads);
-    return a->loss;
+    if (loss) *loss = a->loss;
+    return KEEL_OK;
 }
 
 // ---- backward ------------------------------------------------------------------------------------

@@ -139,12 +139,13 @@ KEEL_INTERNAL keel_status keel_train_acts_init(keel_train_acts *a, const keel_tr
 KEEL_INTERNAL void keel_train_acts_free(keel_train_acts *a);
 
 // Forward over tokens (B, T) with next-token targets (B, T) and mask (B, T)
-// (1 = this position's target counts; NULL = all): returns the mean
+// (1 = this position's target counts; NULL = all): *loss = the mean
 // cross-entropy over counted positions. Positions of every row start at 0.
-// Token and target ids must be valid where used (the caller validates).
-KEEL_INTERNAL float keel_train_forward(const keel_train_model *tm, keel_train_acts *a,
-                                       const int32_t *tokens, const int32_t *targets,
-                                       const uint8_t *mask);
+// Fails (KEEL_ERR_INVALID, naming the row and column) on a token id outside
+// [0, n_vocab) or a counted target outside it; nothing is computed then.
+KEEL_INTERNAL keel_status keel_train_forward(const keel_train_model *tm, keel_train_acts *a,
+                                             const int32_t *tokens, const int32_t *targets,
+                                             const uint8_t *mask, float *loss, keel_err *err);
 // Backward of the last forward with d loss = 1: adds every trainable
 // tensor's gradient into tm->p.g. Consumes a->logits.
 KEEL_INTERNAL void keel_train_backward(keel_train_model *tm, keel_train_acts *a);

@@ -141,7 +141,8 @@ static float step(keel_model *m, const gold *G, keel_train_model *tm, keel_train
         fprintf(stderr, "%s\n", err.msg);
         return NAN;
     }
-    float loss = keel_train_forward(tm, &a, G->tokens, G->targets, G->mask);
+    float loss = NAN;
+    if (keel_train_forward(tm, &a, G->tokens, G->targets, G->mask, &loss, &err)) fprintf(stderr, "%s\n", err.msg);
     keel_train_backward(tm, &a);
     keel_train_acts_free(&a);
     return loss;
@@ -184,7 +185,8 @@ static void test_hf(const gold *G, keel_train_model *full) {
     keel_err err;
     keel_train_acts a;
     CHECK("acts", keel_train_acts_init(&a, &tm2, G->B, G->T, &err) == KEEL_OK);
-    keel_train_forward(&tm2, &a, G->tokens, G->targets, G->mask);
+    float l3 = 0;
+    CHECK("forward ok", keel_train_forward(&tm2, &a, G->tokens, G->targets, G->mask, &l3, &err) == KEEL_OK && l3 == loss);
     keel_train_backward(&tm2, &a);
     bool twice = true;
     for (size_t i = 0; i < tm2.p.n_floats; i++)
@@ -199,8 +201,43 @@ static void test_hf(const gold *G, keel_train_model *full) {
     CHECK("offsets 64-byte aligned", tm2.p.t[1].off % 16 == 0 && tm2.p.t[20].off % 16 == 0);
     CHECK("find", keel_train_params_find(&tm2.p, "lm_head.weight") == 20 &&
                       keel_train_params_find(&tm2.p, "nope") == -1);
+    // Bad ids fail with a message naming the position; a masked target is not looked at.
+    int N = G->B * G->T;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)N), *tg = malloc(sizeof(int32_t) * (size_t)N);
+    memcpy(tok, G->tokens, sizeof(int32_t) * (size_t)N);
+    memcpy(tg, G->targets, sizeof(int32_t) * (size_t)N);
+    tg[0] = -1; // row 0 position 0 is masked in the golden batch
+    CHECK("masked bad target ignored", G->mask[0] == 0 &&
+                                           keel_train_forward(&tm2, &a, tok, tg, G->mask, &l3, &err) == KEEL_OK &&
+                                           l3 == loss);
+    tok[G->T + 5] = 320;
+    CHECK("bad token id", keel_train_forward(&tm2, &a, tok, tg, G->mask, &l3, &err) == KEEL_ERR_INVALID &&
+                              strstr(err.msg, "token id 320 at row 1, position 5"));
+    tok[G->T + 5] = 1;
+    CHECK("bad target without mask", keel_train_forward(&tm2, &a, tok, tg, NULL, &l3, &err) == KEEL_ERR_INVALID &&
+                                         strstr(err.msg, "target id -1 at row 0, position 0"));
+    free(tok), free(tg);
     keel_train_acts_free(&a);
     keel_train_model_free(&tm2);
+
+    // Every allocation of the setup failing in turn: a clean NOMEM, nothing leaked (ASan).
+    int fails = 0, oks = 0;
+    for (long k = 1; k <= 12; k++) {
+        keel_train_model t3;
+        keel_train_acts a3;
+        keel_mem_fail_after(k);
+        keel_status st = keel_train_model_init(&t3, m, NULL, NULL, &err);
+        if (!st) {
+            st = keel_train_acts_init(&a3, &t3, 2, 8, &err);
+            if (!st) keel_train_acts_free(&a3);
+            keel_train_model_free(&t3);
+        }
+        keel_mem_fail_after(0);
+        if (st == KEEL_ERR_NOMEM) fails++;
+        else if (st == KEEL_OK) oks++;
+    }
+    CHECK("allocation failures are clean NOMEMs", fails >= 6 && fails + oks == 12);
+    CHECK("huge batch refused", keel_train_acts_init(&a, full, 1, 1 << 22, &err) == KEEL_ERR_NOMEM);
     keel_model_free(m);
 }
 
