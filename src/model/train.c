@@ -164,26 +164,7 @@ void keel_train_model_free(keel_train_model *tm) {
     keel_free(tm->p.t);
     keel_free_aligned(tm->p.w);
     keel_free_aligned(tm->p.g);
-    keel_free_aligned(tm->p.m);
-    keel_free_aligned(tm->p.v);
     memset(tm, 0, sizeof *tm);
-}
-
-keel_status keel_train_params_alloc_moments(keel_train_params *p, keel_err *err) {
-    if (p->m && p->v) return KEEL_OK;
-    size_t nb = (p->n_floats ? p->n_floats : 16) * sizeof(float);
-    p->m = keel_malloc_aligned(nb);
-    p->v = keel_malloc_aligned(nb);
-    if (!p->m || !p->v) {
-        keel_free_aligned(p->m);
-        keel_free_aligned(p->v);
-        p->m = p->v = NULL;
-        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "optimizer moments: out of memory (%.1f MiB)",
-                         2.0 * (double)nb / 1048576.0);
-    }
-    memset(p->m, 0, nb);
-    memset(p->v, 0, nb);
-    return KEEL_OK;
 }
 
 void keel_train_zero_grad(keel_train_model *tm) {

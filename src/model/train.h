@@ -16,8 +16,12 @@
 //                         64-byte boundary (offsets are multiples of 16 floats).
 //   params.g  (n_floats)  their gradients, same offsets: one allreduce / one
 //                         norm for clipping / one memset per step.
-//   params.m, params.v    AdamW moments, same offsets; NULL until the
-//                         optimizer calls keel_train_params_alloc_moments.
+//   AdamW moments: src/train/train.h's keel_adamw owns m and v, n_floats
+//                         each, same offsets: keel_adamw_init(&opt, p.n_floats),
+//                         keel_adamw_no_decay(off, off + cols) for the (1, C)
+//                         norm tensors, keel_adamw_step(&opt, p.w, p.g, lr).
+//                         Padding floats stay 0 in w, g, m, v (no effect on
+//                         norms or updates).
 //   Frozen tensors are not copied: they stay where the model file put them
 //   (mmap, stored type: F32/F16/BF16/Q8_0/Q4_0/Q4_1) and only their dx runs
 //   (keel_op_linear_bwd_dx_q dequantizes panels) — that is QLoRA's base.
@@ -29,8 +33,8 @@
 // when `adapter` is set, the adapter's branch (y += s * (x A^T) B^T; dx +=
 // s * (dy B) A; dA, dB into params). The LoRA session adds the adapter struct
 // and its two calls there; nothing else in the forward/backward changes.
-#ifndef KEEL_TRAIN_H
-#define KEEL_TRAIN_H
+#ifndef KEEL_MODEL_TRAIN_H // (src/train/train.h is KEEL_TRAIN_H)
+#define KEEL_MODEL_TRAIN_H
 
 #include "model/model.h"
 #include "ops/grad.h"
@@ -46,8 +50,7 @@ typedef struct keel_train_params {
     int n;             // number of trainable tensors
     keel_tparam *t;    // (n)
     size_t n_floats;   // buffer length including alignment padding
-    float *w, *g;      // (n_floats) values, gradients
-    float *m, *v;      // (n_floats) AdamW moments or NULL
+    float *w, *g;      // (n_floats) values, gradients (64-byte aligned)
 } keel_train_params;
 
 // Linear layer y (N, n_out) = x (N, n_in) · W^T (+ adapter branch).
@@ -91,8 +94,6 @@ typedef bool (*keel_train_select_fn)(const char *hf_name, void *ud);
 KEEL_INTERNAL keel_status keel_train_model_init(keel_train_model *tm, const keel_model *m,
                                                 keel_train_select_fn sel, void *ud, keel_err *err);
 KEEL_INTERNAL void keel_train_model_free(keel_train_model *tm);
-// params.m and params.v (zeroed), for the optimizer.
-KEEL_INTERNAL keel_status keel_train_params_alloc_moments(keel_train_params *p, keel_err *err);
 // Index of the tensor named name, or -1.
 KEEL_INTERNAL int keel_train_params_find(const keel_train_params *p, const char *name);
 KEEL_INTERNAL void keel_train_zero_grad(keel_train_model *tm);
@@ -157,4 +158,4 @@ KEEL_INTERNAL void keel_tlinear_fwd(const keel_tlinear *l, float *y, const float
 KEEL_INTERNAL void keel_tlinear_bwd(const keel_tlinear *l, float *dx, const float *dy, const float *x,
                                     int64_t N, bool dx_acc, const keel_ops_scratch *s);
 
-#endif // KEEL_TRAIN_H
+#endif // KEEL_MODEL_TRAIN_H
