@@ -41,13 +41,23 @@
 // when `adapter` is set, the adapter's branch (y += s * (x A^T) B^T; dx +=
 // s * (dy B) A; dA, dB into params). The LoRA session adds the adapter struct
 // and its two calls there; nothing else in the forward/backward changes.
+// Its A (r, n_in) and B (n_out, r) should become keel_tparam entries of the
+// same buffer (PEFT names ...<hf module>.lora_A.weight), with the selection
+// returning false for every base tensor — so clipping, AdamW, allreduce and
+// checkpoints see one buffer whatever the method.
+//
+// Names and rows: tensors carry HF names whatever the file. From a GGUF
+// (m->rope == KEEL_ROPE_NORM) the q_proj/k_proj rows are in Meta order (row
+// h*hd + 2i + j is HF row h*hd + j*hd/2 + i): an HF/PEFT exporter must map them
+// back (test_model_grad.c does, to compare). Tied models have no lm_head entry;
+// the head reuses embed_tokens' slice and adds into its gradient.
 #ifndef KEEL_MODEL_TRAIN_H // (src/train/train.h is KEEL_TRAIN_H)
 #define KEEL_MODEL_TRAIN_H
 
 #include "model/model.h"
 #include "ops/grad.h"
 
-// One trainable tensor: a slice of params.w/g/m/v.
+// One trainable tensor: a slice of params.w/g (and of the optimizer's m/v).
 typedef struct keel_tparam {
     char name[96];     // Hugging Face name, e.g. "model.layers.0.self_attn.q_proj.weight"
     int64_t rows, cols;// (rows, cols) row-major; vectors are (1, cols)
