@@ -122,9 +122,11 @@ static double rel_frob(const float *a, const float *b, size_t n, double *max_abs
     return sqrt(num / (den > 0 ? den : 1e-300));
 }
 
+static int n_threads = 2;
+
 static keel_model *load(const char *path) {
     keel_model_params mp = keel_model_default_params();
-    mp.n_threads = 2;
+    mp.n_threads = n_threads;
     keel_model *m = NULL;
     keel_err err;
     if (keel_model_load(path, &mp, &m, &err) != KEEL_OK) {
@@ -419,8 +421,22 @@ int main(void) {
     test_hf(&G, &full);
     if (full.p.n) test_frozen(&G, &full);
     test_gguf(&G);
-    keel_train_model_free(&full);
     test_adamw_steps(&G);
+    // One thread and three: the same gradients (row splits only; sums keep their order).
+    for (n_threads = 1; n_threads <= 3; n_threads += 2) {
+        keel_model *m = load("tests/data/tiny-llama-hf");
+        keel_train_model t1;
+        if (!m) break;
+        step(m, &G, &t1, NULL, NULL);
+        double mabs, rel = rel_frob(t1.p.g, full.p.g, full.p.n_floats, &mabs);
+        printf("%d thread(s) vs 2: rel %.3e, max abs %.3e, bit-identical %s\n", n_threads, rel, mabs,
+               !memcmp(t1.p.g, full.p.g, full.p.n_floats * sizeof(float)) ? "yes" : "no");
+        CHECK("thread count: same gradients (1e-6)", t1.p.n_floats == full.p.n_floats && rel < 1e-6);
+        keel_train_model_free(&t1);
+        keel_model_free(m);
+    }
+    n_threads = 2;
+    keel_train_model_free(&full);
     gold_free(&G);
     test_tied();
     return test_report();
