@@ -13,7 +13,7 @@ with a mask that zeroes a few target positions. Writes into tests/golden/:
 and the same for tests/data/tiny-llama-hf-bf16 (bf16 weights, exact in float64; lm_head TIED to
 embed_tokens, so named_parameters has no lm_head and the embedding gradient holds both uses) as
 tiny_grads_tied.json / tiny_grads_tied.f32, same batch.
-Consumed by tests/unit/test_model_grad.c. See tests/golden/README.md section "tiny_grads".
+Consumed by tests/unit/test_model_grad.c. See tests/golden/README.md section 4 ("Whole-model gradients").
 Usage: /root/.cache/keel/venv-oracle/bin/python tools/golden_grads.py [--repo DIR]
 """
 import argparse
