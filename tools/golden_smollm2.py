@@ -6,7 +6,9 @@ runs it in fp32 torch on the CPU and writes tests/golden/smollm2_ref.json plus o
 little-endian f32 file of full-vocab last-position logits per prompt. See tests/golden/README.md.
 Needs: torch, transformers, gguf, accelerate, numpy (venv outside the repo, e.g.
 /root/.cache/keel/venv-oracle).
-Usage: golden_smollm2.py [--model PATH.gguf] [--out-dir tests/golden]
+Usage: golden_smollm2.py [--model PATH.gguf] [--out-dir tests/golden] [--only-chat-long]
+  --only-chat-long: compute only the "chat_long" case and merge it into the existing
+  smollm2_ref.json (everything else kept as it is; a full run reproduces it byte for byte).
 """
 import argparse
 import hashlib
@@ -30,6 +32,11 @@ PROMPTS = {
              "about 7 million people visit it every year; many also see the Musée d'Orsay."),
 }
 CHAT_MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+# A second chat case that runs the full MAX_NEW_TOKENS without reaching EOS, so the decode
+# path is checked over 32 steps. Picked among a few candidate questions for the largest
+# smallest top-1/top-2 logit gap over the 32 steps (0.088 at step 5; a short robot story,
+# "why is the sky blue", "three health tips", "benefits of reading" had 0.013..0.051).
+CHAT_LONG_MESSAGES = [{"role": "user", "content": "Describe the water cycle in simple terms."}]
 MAX_NEW_TOKENS = 32
 TOPK = 20
 
@@ -67,10 +74,42 @@ def f8(x):
     return float(f"{float(x):.8g}")
 
 
+def chat_case(tok, model, messages):
+    """Render messages with the GGUF's chat template, then greedy-generate like keel generate --chat."""
+    rendered = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    chat_ids = tok(rendered, add_special_tokens=False).input_ids
+    with torch.no_grad():
+        gen = model.generate(torch.tensor([chat_ids]), attention_mask=torch.ones(1, len(chat_ids), dtype=torch.long),
+                             do_sample=False, max_new_tokens=MAX_NEW_TOKENS, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id, output_scores=True, return_dict_in_generate=True)
+    new_ids = gen.sequences[0, len(chat_ids):].tolist()
+    # top1 - top2 logit gap per step: a tiny gap is where a correct but differently-rounded
+    # implementation may legitimately pick another token.
+    gaps = []
+    for s in gen.scores:
+        v = s[0].topk(2).values
+        gaps.append(f8(v[0] - v[1]))
+    return {
+        "messages": messages,
+        "add_generation_prompt": True,
+        "rendered": rendered,
+        "ids": chat_ids,
+        "max_new_tokens": MAX_NEW_TOKENS,
+        "eos_token_id": tok.eos_token_id,
+        "generated_ids": new_ids,
+        "generated_text": tok.decode(new_ids, skip_special_tokens=False),
+        "stopped_at_eos": bool(new_ids and new_ids[-1] == tok.eos_token_id),
+        "top1_top2_gap_per_step": gaps,
+        "min_gap": min(gaps) if gaps else None,
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="/root/.cache/keel/SmolLM2-135M-Instruct.Q4_1.gguf")
     ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(__file__), "..", "tests", "golden"))
+    ap.add_argument("--only-chat-long", action="store_true",
+                    help="compute only chat_long and merge it into the existing smollm2_ref.json")
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -97,7 +136,12 @@ def main():
     except Exception:  # pragma: no cover
         pass
 
-    for name, text in PROMPTS.items():
+    ref_path = os.path.join(args.out_dir, "smollm2_ref.json")
+    if args.only_chat_long:
+        with open(ref_path, encoding="utf-8") as fp:
+            out = json.load(fp)
+        out.pop("chat_long", None)
+    for name, text in ({} if args.only_chat_long else PROMPTS).items():
         ids = tok(text, add_special_tokens=False).input_ids
         with torch.no_grad():
             logits = model(torch.tensor([ids])).logits[0].float()   # [T, vocab]
@@ -124,35 +168,13 @@ def main():
                                   "argmax": int(last.argmax())},
         }
 
-    rendered = tok.apply_chat_template(CHAT_MESSAGES, add_generation_prompt=True, tokenize=False)
-    chat_ids = tok(rendered, add_special_tokens=False).input_ids
-    with torch.no_grad():
-        gen = model.generate(torch.tensor([chat_ids]), attention_mask=torch.ones(1, len(chat_ids), dtype=torch.long),
-                             do_sample=False, max_new_tokens=MAX_NEW_TOKENS, eos_token_id=tok.eos_token_id,
-                             pad_token_id=tok.pad_token_id, output_scores=True, return_dict_in_generate=True)
-    new_ids = gen.sequences[0, len(chat_ids):].tolist()
-    # top1 - top2 logit gap per step: a tiny gap is where a correct but differently-rounded
-    # implementation may legitimately pick another token.
-    gaps = []
-    for s in gen.scores:
-        v = s[0].topk(2).values
-        gaps.append(f8(v[0] - v[1]))
-    out["chat"] = {
-        "messages": CHAT_MESSAGES,
-        "add_generation_prompt": True,
-        "rendered": rendered,
-        "ids": chat_ids,
-        "max_new_tokens": MAX_NEW_TOKENS,
-        "eos_token_id": tok.eos_token_id,
-        "generated_ids": new_ids,
-        "generated_text": tok.decode(new_ids, skip_special_tokens=False),
-        "stopped_at_eos": bool(new_ids and new_ids[-1] == tok.eos_token_id),
-        "top1_top2_gap_per_step": gaps,
-        "min_gap": min(gaps) if gaps else None,
-    }
-    dump_json(out, os.path.join(args.out_dir, "smollm2_ref.json"))
+    if not args.only_chat_long:
+        out["chat"] = chat_case(tok, model, CHAT_MESSAGES)
+    out["chat_long"] = chat_case(tok, model, CHAT_LONG_MESSAGES)
+    dump_json(out, ref_path)
     print(json.dumps({k: out["prompts"][k]["ids"] for k in out["prompts"]}))
-    print(repr(out["chat"]["generated_text"]), "min_gap", out["chat"]["min_gap"])
+    for k in ("chat", "chat_long"):
+        print(k, repr(out[k]["generated_text"]), len(out[k]["generated_ids"]), "tokens, min_gap", out[k]["min_gap"])
 
 
 if __name__ == "__main__":
