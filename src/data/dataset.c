@@ -133,7 +133,8 @@ keel_status keel_dataset_load(const char *path, const keel_tokenizer *tok, const
         st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
-    keel_jsonl_iter it = {(const char *)map.data, (const char *)map.data + map.size, 0};
+    const char *base = map.size ? (const char *)map.data : ""; // an empty file maps nothing
+    keel_jsonl_iter it = {base, base + map.size, 0};
     const char *line;
     size_t len;
     int64_t ln;
