@@ -12,6 +12,10 @@
 // assistant turn) spans [a, b): a from the render of messages[0..j) with the
 // assistant opening added, b from the render of messages[0..j]; targets run
 // from a to the first end-of-generation token in [a, b) inclusive (else b).
+// When the prefix render is not a prefix of the whole (a template that adds a
+// default system turn only to non-empty conversations, with the assistant
+// speaking first), a comes from messages[0..j] with message j's content
+// emptied instead.
 // Normalized content for duplicate detection: each field trimmed, whitespace
 // runs collapsed to one space, fields separated, hashed with 64-bit FNV-1a.
 #include "data/data.h"
@@ -218,6 +222,22 @@ static keel_status render_chat(const keel_tokenizer *tok, const cJSON *obj, keel
         a = common_prefix(full, nf, part, np);
         keel_free(part);
         part = NULL;
+        if (a < np) {
+            // the prefix is not rendered as a prefix of the whole (SmolLM2's
+            // template adds its default system turn only when there are
+            // messages): render messages[0..j] with message j emptied instead
+            const char *content = m[j].content;
+            m[j].content = "";
+            st = keel_chat_apply(tok, m, (size_t)j + 1, false, &text, err);
+            m[j].content = content;
+            if (!st) st = tokenize(tok, text, false, true, &part, &np, err);
+            keel_free(text);
+            text = NULL;
+            if (st) break;
+            a = common_prefix(full, nf, part, np);
+            keel_free(part);
+            part = NULL;
+        }
         st = keel_chat_apply(tok, m, (size_t)j + 1, false, &text, err);
         if (!st) st = tokenize(tok, text, false, true, &part, &np, err);
         keel_free(text);

@@ -157,7 +157,7 @@ static void test_chat_smollm2(void) {
         return;
     }
     CHECK("chat detected", keel_dataset_format(d) == KEEL_DATA_CHAT);
-    CHECK("2 chats", keel_dataset_count(d) == 2);
+    CHECK("3 chats", keel_dataset_count(d) == 3);
     keel_example x;
     keel_dataset_get(d, 0, &x);
     char *s = targets_text(smol, &x);
@@ -183,6 +183,14 @@ static void test_chat_smollm2(void) {
     for (int32_t i = 0; i < x.n_tokens; i++) spans += x.loss_mask[i] && (i == 0 || !x.loss_mask[i - 1]);
     CHECK("two spans", spans == 2);
     CHECK("line 2", x.line == 2);
+
+    // the assistant speaks first: SmolLM2's default system turn is in the
+    // whole rendering but not in the empty prefix; still only the reply trains
+    keel_dataset_get(d, 2, &x);
+    s = targets_text(smol, &x);
+    CHECK("assistant first: only its reply", s && !strcmp(s, "Hi first<|im_end|>"));
+    if (s && strcmp(s, "Hi first<|im_end|>")) fprintf(stderr, "  got '%s'\n", s);
+    keel_free(s);
 
     // malformed chats, each with its line and reason
     CHECK("4 issues", keel_dataset_n_issues(d) == 4);
