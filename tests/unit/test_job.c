@@ -339,6 +339,39 @@ static void test_roundtrip(void) {
     keel_job_free(&a);
 }
 
+// docs/job.md has a table row for every key the writer emits.
+static void test_docs(void) {
+    char *doc = NULL, *yaml = NULL;
+    size_t dl = 0, yl = 0;
+    keel_err err = {0};
+    keel_job j;
+    CHECK("docs/job.md readable", keel_read_file("docs/job.md", &doc, &dl, &err) == KEEL_OK);
+    keel_job_init(&j, &err);
+    CHECK("defaults to yaml", keel_job_to_yaml(&j, &yaml, &yl, &err) == KEEL_OK);
+    char sec[32] = "";
+    int n_keys = 0;
+    for (char *line = yaml ? strtok(yaml, "\n") : NULL; doc && line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#') continue;
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        char key[96], row[128];
+        if (line[0] != ' ' && colon[1] == 0) { // a section header
+            snprintf(sec, sizeof sec, "%.*s", (int)(colon - line), line);
+            continue;
+        }
+        if (line[0] == ' ') snprintf(key, sizeof key, "%s.%.*s", sec, (int)(colon - line - 2), line + 2);
+        else snprintf(key, sizeof key, "%.*s", (int)(colon - line), line);
+        snprintf(row, sizeof row, "| `%s` |", key);
+        n_keys++;
+        if (!strstr(doc, row)) fprintf(stderr, "  docs/job.md lacks a row for %s\n", key);
+        CHECK("key documented", strstr(doc, row) != NULL);
+    }
+    CHECK("every key seen", n_keys == 33);
+    free(doc);
+    free(yaml);
+    keel_job_free(&j);
+}
+
 static void test_expand(void) {
     setenv("HOME", "/home/u", 1);
     char *p = keel_job_expand_path("~/.cache/keel/m.gguf");
@@ -377,6 +410,7 @@ int main(void) {
     test_overrides();
     test_roundtrip();
     test_examples();
+    test_docs();
     test_expand();
     return test_report();
 }
