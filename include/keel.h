@@ -309,7 +309,9 @@ KEEL_API keel_data_params keel_data_default_params(void);
 // "auto", "text", "prompt_completion", "chat", "alpaca"; "?" when out of range.
 KEEL_API const char *keel_data_format_name(keel_data_format f);
 
-// A set of tokenized examples, or of packed sequences.
+// A set of tokenized examples, or of packed sequences. Read-only once built
+// (load, split, pack): count/get/issue may be called from several threads at
+// once; shuffle changes the order and must not run alongside them.
 typedef struct keel_dataset keel_dataset;
 
 // One example or packed sequence; pointers are valid while the dataset lives.
