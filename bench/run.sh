@@ -10,7 +10,8 @@
 #   MODEL=path.gguf make bench        # another model
 #   THREADS="2 1" REPS=5 make bench   # thread counts to measure, in order
 #   KEEL_ONLY=1 make bench            # skip llama.cpp
-#   KEEL_ARGS=... make bench          # extra bench_infer arguments (e.g. "bf16")
+#   PRECISIONS="fp32 bf16" make bench # keel's batched-matmul precisions to measure
+#                                     # (default: fp32, plus bf16x3 and bf16 where the CPU has AMX)
 #
 # llama.cpp is built from the source that llama-cpp-python's PyPI sdist vendors
 # (tools/build_llama_cpp.sh), into ${KEEL_CACHE:-~/.cache/keel}/llama.cpp-build.
@@ -25,6 +26,10 @@ REPS=${REPS:-5}
 NP=${NP:-256}
 NG=${NG:-64}
 KEEL_ONLY=${KEEL_ONLY:-0}
+if [ -z "${PRECISIONS:-}" ]; then
+  PRECISIONS=fp32
+  grep -qw amx_bf16 /proc/cpuinfo 2>/dev/null && PRECISIONS="fp32 bf16x3 bf16"
+fi
 lb="$cache/llama.cpp-build/bin/llama-bench"
 if [ "$KEEL_ONLY" != 1 ] && [ ! -x "$lb" ]; then
   echo "bench: building llama.cpp's llama-bench (once) ..." >&2
@@ -32,9 +37,9 @@ if [ "$KEEL_ONLY" != 1 ] && [ ! -x "$lb" ]; then
 fi
 echo "model: $MODEL  reps: $REPS  cpus: $(nproc)"
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-unset} (left as found)"
-python3 - "$BUILD/bench/bench_infer" "$lb" "$MODEL" "$NP" "$NG" "$REPS" "$KEEL_ONLY" "${KEEL_ARGS:-}" $THREADS <<'PY'
+python3 - "$BUILD/bench/bench_infer" "$lb" "$MODEL" "$NP" "$NG" "$REPS" "$KEEL_ONLY" "$PRECISIONS" $THREADS <<'PY'
 import json, os, resource, subprocess, sys, time
-bench, lb, model, np_, ng, reps, keel_only, kargs = sys.argv[1:9]
+bench, lb, model, np_, ng, reps, keel_only, precs = sys.argv[1:9]
 threads = [int(t) for t in sys.argv[9:]]
 np_, ng = int(np_), int(ng)
 ncpu = os.cpu_count() or 1
@@ -57,9 +62,11 @@ def run(cmd):
 
 rows = []
 for t in threads:
-    k, kl, ko = run([bench, model, str(np_), str(ng), reps, str(t)] + kargs.split())
-    k = json.loads(k)
-    row = {"t": t, "kpp": k["pp_tok_s"], "ktg": k["tg_tok_s"], "kload": kl, "kother": ko}
+    row = {"t": t, "keel": []}
+    for p in precs.split():
+        k, kl, ko = run([bench, model, str(np_), str(ng), reps, str(t), p])
+        k = json.loads(k)
+        row["keel"].append({"p": p, "pp": k["pp_tok_s"], "tg": k["tg_tok_s"], "load": kl, "other": ko})
     if keel_only != "1":
         l, ll, lo = run([lb, "-m", model, "-p", str(np_), "-n", str(ng), "-t", str(t), "-r", reps, "-o", "json"])
         l = json.loads(l)
@@ -69,12 +76,13 @@ for t in threads:
     rows.append(row)
 
 pp, tg = f"pp{np_} tok/s", f"tg{ng} tok/s"
-print(f"{'system':10}{'threads':>8}{pp:>14}{tg:>14}{'load avg':>10}{'others':>8}")
+print(f"{'system':18}{'threads':>8}{pp:>14}{tg:>14}{'load avg':>10}{'others':>8}{'pp ratio':>10}{'tg ratio':>10}")
 for r in rows:
-    print(f"{'keel':10}{r['t']:>8}{r['kpp']:14.1f}{r['ktg']:14.1f}{r['kload']:10.2f}{r['kother']:7.0%}")
     if "lpp" in r:
-        print(f"{'llama.cpp':10}{r['t']:>8}{r['lpp']:14.1f}{r['ltg']:14.1f}{r['lload']:10.2f}{r['lother']:7.0%}")
-        print(f"{'ratio':10}{r['t']:>8}{r['kpp'] / r['lpp']:13.2f}x{r['ktg'] / r['ltg']:13.2f}x")
-print("(ratio = keel / llama.cpp, goal pp >= 1.5x; 'others' = share of all CPUs used by other processes"
+        print(f"{'llama.cpp':18}{r['t']:>8}{r['lpp']:14.1f}{r['ltg']:14.1f}{r['lload']:10.2f}{r['lother']:7.0%}")
+    for k in r["keel"]:
+        ratios = f"{k['pp'] / r['lpp']:9.2f}x{k['tg'] / r['ltg']:9.2f}x" if "lpp" in r else ""
+        print(f"{'keel ' + k['p']:18}{r['t']:>8}{k['pp']:14.1f}{k['tg']:14.1f}{k['load']:10.2f}{k['other']:7.0%} {ratios}")
+print("(ratios = keel / llama.cpp in the same run, goal pp >= 1.5x; decode is fp32 in every keel row; 'others' = share of all CPUs used by other processes"
       " during the run: above ~5% the figures are not comparable)")
 PY
