@@ -393,6 +393,19 @@ KEEL_API keel_status keel_data_check(const char *path, const keel_tokenizer *tok
                                      keel_err *err);
 KEEL_API void keel_data_report_free(keel_data_report *r);
 
+// ---------------------------------------------------------------- jobs
+
+// Read a training job (YAML; every key, default and constraint: docs/job.md),
+// apply the overrides sets[0..n_sets) ("train.lr=1e-4", each read as a YAML
+// value of the key's type) in order, check it, and return the resolved job
+// as YAML (every key, defaults filled) in *yaml (keel_free). Errors:
+// KEEL_ERR_INVALID "FILE:LINE:COL: key 'train.lr': ..." (or "--set K=V: key
+// 'K': ...") for unknown keys, wrong types and impossible values;
+// KEEL_ERR_UNSUPPORTED for the reserved `capabilities:` / `monitor:`
+// sections; KEEL_ERR_IO when the file cannot be read. On failure *yaml is NULL.
+KEEL_API keel_status keel_job_resolve(const char *path, const char *const *sets, int32_t n_sets,
+                                      char **yaml, keel_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,6 +10,7 @@
 
 int keel_cmd_data(int argc, char **argv);
 int keel_cmd_info(int argc, char **argv);
+int keel_cmd_job(int argc, char **argv);
 int keel_cmd_generate(int argc, char **argv);
 int keel_cmd_perplexity(int argc, char **argv);
 int keel_cmd_tokenize(int argc, char **argv);

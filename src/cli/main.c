@@ -9,6 +9,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  data        check a JSONL training file: counts, lengths, duplicates, malformed lines\n"
             "  info        describe a model file: architecture, tokenizer, tensors\n"
+            "  job         check a training job (YAML) and print it resolved\n"
             "  generate    generate text from a prompt (streaming)\n"
             "  perplexity  perplexity of a text file (llama.cpp's method)\n"
             "  tokenize    show the token ids of a text\n\n"
@@ -36,6 +37,7 @@ int main(int argc, char **argv) {
     } cmds[] = {
         {"data", keel_cmd_data},
         {"info", keel_cmd_info},
+        {"job", keel_cmd_job},
         {"generate", keel_cmd_generate},
         {"perplexity", keel_cmd_perplexity},
         {"tokenize", keel_cmd_tokenize},

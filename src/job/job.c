@@ -754,6 +754,19 @@ char *keel_job_expand_path(const char *path) {
     return keel_strdup(path ? path : "");
 }
 
+keel_status keel_job_resolve(const char *path, const char *const *sets, int32_t n_sets, char **yaml,
+                             keel_err *err) {
+    if (yaml) *yaml = NULL;
+    if (!path || !yaml || n_sets < 0 || (n_sets && !sets))
+        return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_job_resolve: NULL argument");
+    keel_job job;
+    keel_status st = keel_job_load(&job, path, sets, n_sets, err);
+    if (st) return st;
+    st = keel_job_to_yaml(&job, yaml, NULL, err);
+    keel_job_free(&job);
+    return st;
+}
+
 // ---------------------------------------------------------------- writer
 
 static bool put_str(keel_buf *b, const char *s) {

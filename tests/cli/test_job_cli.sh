@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# test_job_cli.sh — `keel job check`: a valid job (the shipped examples, with
+# overrides) prints every key resolved and exits 0, and the output reads back
+# as the same job; an invalid job or override exits 1 with one stderr line
+# naming FILE:LINE:COL and the key; bad usage exits 2. Run by tests/run.sh;
+# ends with "N passed, N failed".
+set -u
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+KEEL=${KEEL:-$BUILD/keel}
+pass=0; fail=0
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/keel-job-cli.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+if [ ! -x "$KEEL" ]; then echo "FAIL: $KEEL is not built"; echo "0 passed, 1 failed"; exit 1; fi
+
+run() { "$KEEL" "$@" </dev/null >"$tmp/out" 2>"$tmp/err"; rc=$?; }
+check() {
+  local name=$1; shift
+  if "$@"; then pass=$((pass + 1)); else
+    fail=$((fail + 1)); echo "FAIL $name (rc=$rc)"
+    sed 's/^/    stdout: /' "$tmp/out" | head -10; sed 's/^/    stderr: /' "$tmp/err" | head -5
+  fi
+}
+has() { grep -qF -- "$1" "$tmp/out"; }
+err_is() { [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -qF -- "$1" "$tmp/err" && [ ! -s "$tmp/out" ]; }
+
+for ex in examples/stories260k-full.yaml examples/smollm2-lora.yaml; do
+  run job check "$ex"
+  check "$ex valid" [ "$rc" -eq 0 ]
+  check "$ex every section" has "output:"
+  cp "$tmp/out" "$tmp/resolved.yaml"
+  run job check "$tmp/resolved.yaml"
+  check "$ex resolved reads back the same" cmp -s "$tmp/out" "$tmp/resolved.yaml"
+done
+
+run job check examples/smollm2-lora.yaml --set train.lr=3e-4 --set=lora.r=4
+check "overrides exit 0" [ "$rc" -eq 0 ]
+check "lr override" has "  lr: 0.0003"
+check "r override" has "  r: 4"
+
+run job check tests/data/jobs/bad_lr.yaml
+check "bad lr exits 1" [ "$rc" -eq 1 ]
+check "bad lr message" err_is "tests/data/jobs/bad_lr.yaml:6:7: key 'train.lr': must be in (0, 10], got -0.001"
+run job check tests/data/jobs/typo.yaml
+check "typo message" err_is "key 'data.max_seq_length': unknown key (did you mean 'max_seq_len'?)"
+run job check tests/data/jobs/ledger.yaml
+check "ledger exits 1" [ "$rc" -eq 1 ]
+check "ledger message" err_is "key 'capabilities': not supported yet"
+run job check examples/smollm2-lora.yaml --set train.batch_size=many
+check "bad override message" err_is "--set train.batch_size=many: key 'train.batch_size': expected an integer, got 'many'"
+run job check tests/data/jobs/none.yaml
+check "missing file" err_is "tests/data/jobs/none.yaml"
+run job check
+check "no file exits 2" [ "$rc" -eq 2 ]
+run job
+check "no subcommand exits 2" [ "$rc" -eq 2 ]
+run job check --help
+check "help exits 0" [ "$rc" -eq 0 ]
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
