@@ -8,6 +8,8 @@
 #include "data/data.h"
 #include "test.h"
 
+#include <unistd.h>
+
 static keel_tokenizer *stories, *smol;
 
 static keel_dataset *load(const char *path, const keel_tokenizer *tok, keel_data_format fmt, int32_t max_len,
@@ -221,6 +223,65 @@ static void test_chat_smollm2(void) {
         CHECK("reverse examples fit and train", ok);
         keel_dataset_free(d);
     }
+}
+
+// Llama-2's [INST] template (tokenizer.json from shared/ + the chat
+// tokenizer_config.json fixture, copied side by side into a temp directory).
+static void test_chat_llama2(void) {
+    char src[512], dir[] = "/tmp/keel-test-data-XXXXXX", dst[600];
+    test_shared_path(src, sizeof src, "models/tokenizers/llama2/tokenizer.json");
+    char *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    keel_err err = {0};
+    if (keel_read_file(src, &a, &na, &err) || !mkdtemp(dir)) {
+        printf("skipped: Llama-2 chat masks (%s missing)\n", src);
+        free(a);
+        return;
+    }
+    CHECK("fixture", keel_read_file("tests/data/llama2_chat_tokenizer_config.json", &b, &nb, &err) == KEEL_OK);
+    snprintf(dst, sizeof dst, "%s/tokenizer.json", dir);
+    FILE *f = fopen(dst, "wb");
+    CHECK("write tokenizer.json", f && fwrite(a, 1, na, f) == na);
+    if (f) fclose(f);
+    snprintf(dst, sizeof dst, "%s/tokenizer_config.json", dir);
+    f = fopen(dst, "wb");
+    CHECK("write tokenizer_config.json", f && b && fwrite(b, 1, nb, f) == nb);
+    if (f) fclose(f);
+    keel_tokenizer *l2 = NULL;
+    snprintf(dst, sizeof dst, "%s/tokenizer.json", dir);
+    CHECK("llama2 tokenizer", keel_tokenizer_load(dst, &l2, &err) == KEEL_OK &&
+                                  keel_tokenizer_chat_format(l2) == KEEL_CHAT_LLAMA2);
+    keel_status st;
+    keel_dataset *d = l2 ? load("tests/data/jsonl/chat.jsonl", l2, KEEL_DATA_CHAT, 512, true, &st, &err) : NULL;
+    CHECK("llama2 chat loads", d != NULL);
+    if (d) {
+        keel_example x;
+        keel_dataset_get(d, 1, &x); // system, user, assistant "4", user, assistant "6"
+        int spans = 0, eos = 0;
+        for (int32_t i = 0; i + 1 < x.n_tokens; i++) {
+            spans += x.loss_mask[i] && (i == 0 || !x.loss_mask[i - 1]);
+            eos += x.loss_mask[i] && x.tokens[i + 1] == keel_token_eos(l2);
+        }
+        char *t = targets_text(l2, &x);
+        CHECK("llama2: two answer spans, each ending with </s>", spans == 2 && eos == 2);
+        CHECK("llama2: targets are the answers", t && strstr(t, "4") && strstr(t, "6") && !strstr(t, "INST") &&
+                                                     !strstr(t, "2+2"));
+        keel_free(t);
+        // roles that do not alternate are a malformed line for this template
+        int64_t line;
+        const char *msg;
+        bool found = false;
+        for (int64_t i = 0; keel_dataset_issue(d, i, &line, &msg); i++) found = found || line == 7;
+        CHECK("assistant-first chat is malformed for Llama-2", found);
+    }
+    keel_dataset_free(d);
+    keel_tokenizer_free(l2);
+    unlink(dst);
+    snprintf(dst, sizeof dst, "%s/tokenizer_config.json", dir);
+    unlink(dst);
+    rmdir(dir);
+    free(a);
+    free(b);
 }
 
 // ---------------------------------------------------------------- malformed lines
@@ -449,6 +510,7 @@ int main(void) {
     test_alpaca();
     test_chat_needs_template();
     test_chat_smollm2();
+    test_chat_llama2();
     test_malformed();
     test_shuffle_split();
     test_pack();
