@@ -567,6 +567,12 @@ static keel_status walk_map(keel_job *job, const char *name, yaml_document_t *do
             int nc = names_in(sec, cands, 64);
             char dym[80];
             did_you_mean(kname, cands, nc, dym, sizeof dym);
+            // the right key in the wrong place: `train: {max_seq_len: 256}`
+            for (int i = 0; !dym[0] && i < N_KEYS; i++) {
+                const char *leaf = strrchr(keys[i].path, '.');
+                leaf = leaf ? leaf + 1 : keys[i].path;
+                if (!strcmp(leaf, kname)) snprintf(dym, sizeof dym, " (it belongs in '%s')", keys[i].path);
+            }
             return fail_at(err, &kl, path, "unknown key%s", dym);
         }
         if (seen[ki]) return fail_at(err, &kl, path, "duplicate key (first set on line %d)", job->src_line[ki]);

@@ -206,6 +206,11 @@ static void test_errors(void) {
     snprintf(buf, sizeof buf, "%strain:\n  wamup_steps: 1\n", head);
     expect_err("unknown suggestion", buf, KEEL_ERR_INVALID,
                "t.yaml:5:3: key 'train.wamup_steps': unknown key (did you mean 'warmup_steps'?)");
+    snprintf(buf, sizeof buf, "%strain:\n  max_seq_len: 256\n", head);
+    expect_err("key in the wrong section", buf, KEEL_ERR_INVALID,
+               "t.yaml:5:3: key 'train.max_seq_len': unknown key (it belongs in 'data.max_seq_len')");
+    snprintf(buf, sizeof buf, "%sr: 4\n", head);
+    expect_err("section key at top level", buf, KEEL_ERR_INVALID, "t.yaml:4:1: key 'r': unknown key (it belongs in 'lora.r')");
     snprintf(buf, sizeof buf, "%strian:\n  lr: 1\n", head);
     expect_err("unknown section", buf, KEEL_ERR_INVALID, "t.yaml:4:1: key 'trian': unknown key (did you mean 'train'?)");
     snprintf(buf, sizeof buf, "%smonitor:\n  every: 10\n", head);
