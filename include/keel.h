@@ -356,7 +356,9 @@ KEEL_API void keel_dataset_shuffle(keel_dataset *d, uint64_t seed);
 KEEL_API keel_status keel_dataset_split(const keel_dataset *d, double fraction, uint64_t seed,
                                         keel_dataset **train, keel_dataset **val, keel_err *err);
 // Pack the examples of d, in its current order, greedily into sequences of
-// at most seq_len tokens (an example never straddles two sequences).
+// at most seq_len tokens (an example never straddles two sequences; one
+// longer than seq_len is cut to it). The segments of an already packed d are
+// packed as separate examples. On failure *out is NULL.
 KEEL_API keel_status keel_dataset_pack(const keel_dataset *d, int32_t seq_len, keel_dataset **out,
                                        keel_err *err);
 
