@@ -7,6 +7,7 @@
 // belong to the capability ledger (issue 4) and are rejected as not
 // supported yet. Schema reference: docs/job.md.
 #include "job/job.h"
+#include "io/io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -856,49 +857,8 @@ keel_status keel_job_to_yaml(const keel_job *job, char **out, size_t *len, keel_
 }
 
 keel_status keel_write_file_atomic(const char *path, const void *data, size_t len, keel_err *err) {
-    size_t pl = strlen(path);
-    char *tmp = keel_malloc(pl + 32);
-    if (!tmp) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
-    keel_status st = KEEL_OK;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        st = KEEL_FAIL(err, KEEL_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    const char *p = data;
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, p + done, len - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            st = KEEL_FAIL(err, KEEL_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-            break;
-        }
-        done += (size_t)w;
-    }
-    if (!st && fsync(fd) != 0) st = KEEL_FAIL(err, KEEL_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (close(fd) != 0 && !st) st = KEEL_FAIL(err, KEEL_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (!st && rename(tmp, path) != 0) st = KEEL_FAIL(err, KEEL_ERR_IO, "%s: rename from %s failed: %s", path, tmp, strerror(errno));
-    if (st) {
-        unlink(tmp);
-    } else {
-        // make the rename itself durable
-        char *dir = keel_strdup(path);
-        if (dir) {
-            char *slash = strrchr(dir, '/');
-            if (slash) slash == dir ? (void)(slash[1] = 0) : (void)(*slash = 0);
-            int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (dfd >= 0) {
-                fsync(dfd);
-                close(dfd);
-            }
-            free(dir);
-        }
-    }
-    free(tmp);
-    return st;
+    keel_iobuf buf = {data, len};
+    return keel_atomic_write_bufs(path, &buf, 1, err);
 }
 
 keel_status keel_job_write(const keel_job *job, const char *path, keel_err *err) {

@@ -131,7 +131,8 @@ KEEL_INTERNAL const char *keel_job_schedule_name(keel_job_schedule s);
 // NULL on allocation failure.
 KEEL_INTERNAL char *keel_job_expand_path(const char *path);
 
-// Atomic small-file write (temp in the same dir + fsync + rename + dir fsync).
+// Atomic small-file write: one buffer through io/atomic.c (temp + fsync +
+// rename + dir fsync).
 KEEL_INTERNAL keel_status keel_write_file_atomic(const char *path, const void *data, size_t len,
                                                  keel_err *err);
 
