@@ -171,6 +171,64 @@ void keel_train_zero_grad(keel_train_model *tm) {
     if (tm->p.g) memset(tm->p.g, 0, tm->p.n_floats * sizeof(float));
 }
 
+// Point a linear / vector view at its slice of the (new) buffers.
+static void rebind_lin(keel_tlinear *l, const keel_train_params *p) {
+    if (l->param < 0) return;
+    float *w = p->w + p->t[l->param].off;
+    l->w = w, l->dw = p->g + p->t[l->param].off;
+    l->base.data = (const uint8_t *)w;
+}
+static void rebind_vec(keel_tvec *v, const keel_train_params *p) {
+    if (v->param < 0) return;
+    v->w = p->w + p->t[v->param].off, v->dw = p->g + p->t[v->param].off;
+}
+
+keel_status keel_train_params_append(keel_train_model *tm, const keel_tparam *add, int n, keel_err *err) {
+    keel_train_params *p = &tm->p;
+    if (n <= 0) return KEEL_OK;
+    size_t extra = 0;
+    for (int i = 0; i < n; i++) extra += round16((size_t)(add[i].rows * add[i].cols));
+    size_t nf = p->n_floats + extra;
+    keel_tparam *t = keel_malloc((size_t)(p->n + n) * sizeof *t);
+    float *w = keel_malloc_aligned(nf * sizeof(float)), *g = keel_malloc_aligned(nf * sizeof(float));
+    if (!t || !w || !g) {
+        keel_free(t);
+        keel_free_aligned(w);
+        keel_free_aligned(g);
+        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "training parameters: out of memory (%.1f MiB)",
+                         2.0 * (double)nf * sizeof(float) / 1048576.0);
+    }
+    if (p->n) memcpy(t, p->t, (size_t)p->n * sizeof *t);
+    if (p->n_floats) {
+        memcpy(w, p->w, p->n_floats * sizeof(float));
+        memcpy(g, p->g, p->n_floats * sizeof(float));
+    }
+    memset(w + p->n_floats, 0, extra * sizeof(float));
+    memset(g + p->n_floats, 0, extra * sizeof(float));
+    size_t off = p->n_floats;
+    for (int i = 0; i < n; i++) {
+        t[p->n + i] = add[i];
+        t[p->n + i].off = off;
+        off += round16((size_t)(add[i].rows * add[i].cols));
+    }
+    keel_free(p->t);
+    keel_free_aligned(p->w);
+    keel_free_aligned(p->g);
+    p->t = t, p->w = w, p->g = g, p->n += n, p->n_floats = nf;
+    rebind_lin(&tm->tok_embd, p);
+    if (tm->tied) tm->output = tm->tok_embd;
+    else rebind_lin(&tm->output, p);
+    rebind_vec(&tm->output_norm, p);
+    for (int l = 0; l < tm->m->desc.n_layer; l++) {
+        keel_tlayer *T = &tm->layers[l];
+        keel_tlinear *lin[7] = {&T->wq, &T->wk, &T->wv, &T->wo, &T->w_gate, &T->w_up, &T->w_down};
+        for (int i = 0; i < 7; i++) rebind_lin(lin[i], p);
+        rebind_vec(&T->attn_norm, p);
+        rebind_vec(&T->ffn_norm, p);
+    }
+    return KEEL_OK;
+}
+
 // ---- activation arena ---------------------------------------------------------------------
 
 // Carve n elements of size sz from the arena at *off (64-byte steps); with
@@ -275,15 +333,15 @@ void keel_train_acts_free(keel_train_acts *a) {
 void keel_tlinear_fwd(const keel_tlinear *l, float *y, const float *x, int64_t N, const keel_ops_scratch *s) {
     if (l->w) keel_op_linear_fwd_f32(y, x, l->w, N, l->base.n_in, l->base.n_out, s->n_threads);
     else keel_op_linear_fwd_q(y, x, &l->base, N, s);
-    // LoRA: if (l->adapter) y += scale * (x · A^T) · B^T  (adapters/, next session)
+    if (l->adapter) l->adapter->fwd(l->adapter, y, x, N, s); // y += s * (x A^T) B^T (adapters/lora.c)
 }
 
 void keel_tlinear_bwd(const keel_tlinear *l, float *dx, const float *dy, const float *x, int64_t N,
                       bool dx_acc, const keel_ops_scratch *s) {
     if (l->w) keel_op_linear_bwd_f32(dx, l->dw, dy, x, l->w, N, l->base.n_in, l->base.n_out, dx_acc, s->n_threads);
     else if (dx) keel_op_linear_bwd_dx_q(dx, dy, &l->base, N, dx_acc, s);
-    // LoRA: if (l->adapter) { t = dy · B (N, r); dB += dy^T · (x A^T) * scale;
-    //                        dA += t^T · x * scale; dx += scale * t · A }
+    // adapter: dA, dB into params.g; dx += its branch (after the base wrote or added dx)
+    if (l->adapter) l->adapter->bwd(l->adapter, dx, dy, x, N, s);
 }
 
 // ---- forward -------------------------------------------------------------------------------------

@@ -71,13 +71,26 @@ typedef struct keel_train_params {
     float *w, *g;      // (n_floats) values, gradients (64-byte aligned)
 } keel_train_params;
 
+// An adapter branch beside a linear layer (adapters/: LoRA). fwd adds its
+// contribution to y (N, n_out); bwd adds its parameters' gradients into
+// params.g and, when dx is not NULL, its contribution to dx (N, n_in) (+=:
+// the base has already written or accumulated dx). Implementations embed
+// this as their first member.
+typedef struct keel_tadapter keel_tadapter;
+struct keel_tadapter {
+    void (*fwd)(const keel_tadapter *ad, float *y, const float *x, int64_t N,
+                const keel_ops_scratch *s);
+    void (*bwd)(const keel_tadapter *ad, float *dx, const float *dy, const float *x, int64_t N,
+                const keel_ops_scratch *s);
+};
+
 // Linear layer y (N, n_out) = x (N, n_in) · W^T (+ adapter branch).
 typedef struct keel_tlinear {
     keel_wmat base;    // the weight in the forward: F32 view of params.w when trainable,
                        // else the frozen matrix of the model file
     float *w, *dw;     // (n_out, n_in) in params.w / params.g when trainable, else NULL
     int param;         // index in params.t, or -1 (frozen)
-    void *adapter;     // LoRA branch (NULL: none) — see the hook note above
+    const keel_tadapter *adapter; // LoRA branch (NULL: none) — see the hook note above
 } keel_tlinear;
 
 // Norm weight (C): trainable -> w/dw in params; frozen -> w is the model's copy, dw NULL.
@@ -115,6 +128,13 @@ KEEL_INTERNAL void keel_train_model_free(keel_train_model *tm);
 // Index of the tensor named name, or -1.
 KEEL_INTERNAL int keel_train_params_find(const keel_train_params *p, const char *name);
 KEEL_INTERNAL void keel_train_zero_grad(keel_train_model *tm);
+// Append n tensors (name, rows, cols of add[i]; off is ignored) to tm->p:
+// w and g are reallocated (new slices 0, old values kept, offsets of old
+// entries unchanged) and every view of tm into them rebound. Adapters
+// (LoRA's A and B) use this; their entries are not bound to any linear.
+// KEEL_ERR_NOMEM leaves tm unchanged.
+KEEL_INTERNAL keel_status keel_train_params_append(keel_train_model *tm, const keel_tparam *add, int n,
+                                                   keel_err *err);
 
 // Per-layer saved activations. N = B*T; C, Q = NH*hd, K = NKV*hd, F.
 typedef struct keel_tacts_layer {
