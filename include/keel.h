@@ -408,6 +408,87 @@ KEEL_API void keel_data_report_free(keel_data_report *r);
 KEEL_API keel_status keel_job_resolve(const char *path, const char *const *sets, int32_t n_sets,
                                       char **yaml, keel_err *err);
 
+// ---------------------------------------------------------------- training
+//
+// `keel train`: run a job (YAML, docs/job.md) end to end. The run directory
+// (output.dir) receives the resolved job.yaml, metrics.jsonl (one JSON
+// object per optimizer step, appended and flushed) and checkpoints/step-N/
+// (every output.save_every steps and at the end; each file and the directory
+// itself appear atomically). Full fine-tuning writes model.safetensors in
+// Hugging Face names and row order + config.json (+ the base's tokenizer
+// files when it is an HF directory): transformers and keel_model_load read
+// it. Every checkpoint also holds optimizer.safetensors (AdamW moments, data
+// position, RNG state) and trainer_state.json, so a resumed run continues
+// with exactly the losses of an uninterrupted one. Layout: docs/train.md.
+// Same job + same seed + same thread count -> bit-identical loss curve.
+
+typedef enum keel_train_event_kind {
+    KEEL_TRAIN_EV_START = 0,  // before the first step: total_steps, step (resumed from)
+    KEEL_TRAIN_EV_STEP = 1,   // after each optimizer step
+    KEEL_TRAIN_EV_EVAL = 2,   // after a validation pass: val_loss
+    KEEL_TRAIN_EV_CHECKPOINT = 3, // a checkpoint was written: path
+} keel_train_event_kind;
+
+typedef struct keel_train_event {
+    keel_train_event_kind kind;
+    int64_t step;          // optimizer steps done (1-based after the first step)
+    int64_t total_steps;
+    int32_t epoch;         // 0-based pass over the training set of the last example used
+    double loss;           // mean masked cross-entropy of this step (mean over micro-batches)
+    double lr;             // learning rate this step used
+    double grad_norm;      // global gradient norm before clipping (non-finite: step skipped)
+    int64_t tokens;        // non-padding tokens this step processed
+    double tokens_per_s;   // tokens / this step's wall time
+    double elapsed_s;      // wall time of the run so far (continues across resumes)
+    double eta_s;          // estimated time to the last step
+    double val_loss;       // EV_EVAL
+    const char *path;      // EV_CHECKPOINT: the checkpoint directory (valid during the call)
+} keel_train_event;
+
+typedef struct keel_train_callbacks {
+    // Called on every event from the training thread (may be NULL).
+    void (*on_event)(const keel_train_event *ev, void *ud);
+    // Polled after every step (may be NULL): true -> save a checkpoint and
+    // return with keel_train_summary.interrupted set (how Ctrl-C stops a run).
+    bool (*should_stop)(void *ud);
+    void *ud;
+} keel_train_callbacks;
+
+typedef struct keel_train_opts {
+    const char *const *sets;  // --set overrides ("train.lr=1e-4"), applied in order
+    int32_t n_sets;
+    const char *resume_dir;   // NULL: a fresh run into output.dir (absent or empty);
+                              // else continue this run directory from its latest complete
+                              // checkpoint (job: its job.yaml unless a job path is given)
+    int64_t eval_every;       // validation every N steps (0: at each checkpoint and the end)
+    int64_t stop_after;       // 0; N > 0: stop after N steps of this call, with a checkpoint
+                              // (as should_stop would; summary.interrupted is set)
+} keel_train_opts;
+
+typedef struct keel_train_summary {
+    int64_t steps;            // steps done in total (including resumed ones)
+    int64_t steps_run;        // steps this call ran
+    int64_t tokens;           // tokens this call processed
+    double wall_s;            // wall time of this call's steps
+    double tokens_per_s;
+    double final_loss;        // loss of the last step (NaN when none ran)
+    double val_loss;          // last validation loss (NaN when none)
+    int64_t peak_rss_bytes;   // getrusage maximum resident set size of the process
+    bool interrupted;         // stopped early by should_stop / stop_after (resumable)
+    char run_dir[1024];
+    char checkpoint[1100];    // the last checkpoint written ("" when none)
+} keel_train_summary;
+
+KEEL_API keel_train_opts keel_train_default_opts(void);
+
+// Run a training job. job_path may be NULL when o->resume_dir is set. A bad
+// job, a missing model or data file, or a non-empty output.dir fails before
+// anything is written (KEEL_ERR_INVALID / KEEL_ERR_IO naming the file, key
+// and line). Progress goes to cb (NULL: silent); the library never prints.
+KEEL_API keel_status keel_train_run(const char *job_path, const keel_train_opts *o,
+                                    const keel_train_callbacks *cb, keel_train_summary *out,
+                                    keel_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,7 +12,8 @@ static void usage(FILE *f) {
             "  job         check a training job (YAML) and print it resolved\n"
             "  generate    generate text from a prompt (streaming)\n"
             "  perplexity  perplexity of a text file (llama.cpp's method)\n"
-            "  tokenize    show the token ids of a text\n\n"
+            "  tokenize    show the token ids of a text\n"
+            "  train       run a training job (YAML): full fine-tuning, checkpoints, resume\n\n"
             "Run 'keel <command> --help' for its options.\n",
             KEEL_VERSION);
 }
@@ -41,6 +42,7 @@ int main(int argc, char **argv) {
         {"generate", keel_cmd_generate},
         {"perplexity", keel_cmd_perplexity},
         {"tokenize", keel_cmd_tokenize},
+        {"train", keel_cmd_train},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);

@@ -1,0 +1,967 @@
+// SPDX-License-Identifier: MIT
+// loop.c — the training loop (loop.h) and keel_train_run (include/keel.h):
+// run directory, data order, micro-batches, forward/backward
+// (model/train.h), clipping, AdamW and the schedule (train/train.h),
+// metrics.jsonl, validation, checkpoints (HF safetensors + config.json for
+// full fine-tuning, optimizer state with the data position) and exact
+// resume. Every choice that affects the numbers depends only on the job, the
+// seed and the thread count, so runs repeat bit for bit. docs/train.md.
+#include "train/loop.h"
+#include "model/train.h"
+#include "train/train.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <inttypes.h>
+#include <math.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct keel_trainer {
+    keel_train_cfg cfg;
+    char *job_path;
+    bool resume;
+    keel_model *model;
+    bool base_is_dir;           // HF directory base: copy its tokenizer files
+    keel_dataset *train, *val;  // val may be NULL
+    int64_t n_train;
+    int32_t B, T;
+    keel_train_model tm;
+    bool tm_ok;
+    keel_train_acts acts;
+    keel_adamw opt;
+    keel_sched sched;
+    int64_t total_steps;
+    int64_t step;               // optimizer steps done
+    int64_t data_pos;           // next example of the stream (epoch = pos / n_train)
+    int64_t shuffled_epoch;     // epoch the train order is currently shuffled for (-1: none)
+    keel_rng rng;               // for stochastic methods (LoRA dropout); saved with checkpoints
+    double elapsed_before;      // wall time of the steps before a resume
+    int64_t tokens_total;
+    int32_t *tok, *tgt;         // (B, T) batch buffers
+    uint8_t *mask;
+    FILE *metrics;
+    char *resume_ckpt;          // checkpoint directory resumed from
+    int64_t last_saved;         // step of the last checkpoint written (-1: none)
+};
+
+// ---- names and selection -------------------------------------------------------------
+
+// GGUF name of an HF tensor name (for patterns written either way); false if unknown.
+static bool hf_to_gguf(const char *hf, char *out, size_t cap) {
+    static const char *const map[][2] = {
+        {"input_layernorm", "attn_norm"},  {"self_attn.q_proj", "attn_q"},
+        {"self_attn.k_proj", "attn_k"},    {"self_attn.v_proj", "attn_v"},
+        {"self_attn.o_proj", "attn_output"}, {"post_attention_layernorm", "ffn_norm"},
+        {"mlp.gate_proj", "ffn_gate"},     {"mlp.up_proj", "ffn_up"},
+        {"mlp.down_proj", "ffn_down"},
+    };
+    if (!strcmp(hf, "model.embed_tokens.weight")) return snprintf(out, cap, "token_embd.weight") > 0;
+    if (!strcmp(hf, "model.norm.weight")) return snprintf(out, cap, "output_norm.weight") > 0;
+    if (!strcmp(hf, "lm_head.weight")) return snprintf(out, cap, "output.weight") > 0;
+    int layer, n = 0;
+    if (sscanf(hf, "model.layers.%d.%n", &layer, &n) != 1 || n == 0) return false;
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        size_t l = strlen(map[i][0]);
+        if (!strncmp(hf + n, map[i][0], l) && !strcmp(hf + n + l, ".weight"))
+            return snprintf(out, cap, "blk.%d.%s.weight", layer, map[i][1]) > 0;
+    }
+    return false;
+}
+
+// Layer index of an HF name, or -1.
+static int name_layer(const char *hf) {
+    int layer, n = 0;
+    if (sscanf(hf, "model.layers.%d.%n", &layer, &n) == 1 && n > 0) return layer;
+    return -1;
+}
+
+static bool match_any(const char *const *pats, int32_t n, const char *hf, const char *gg) {
+    for (int32_t i = 0; i < n; i++)
+        if (!fnmatch(pats[i], hf, 0) || (*gg && !fnmatch(pats[i], gg, 0))) return true;
+    return false;
+}
+
+// "0-3,7" contains layer? (validated by the job parser)
+static bool in_ranges(const char *r, int layer) {
+    while (r && *r) {
+        char *end;
+        long a = strtol(r, &end, 10), b = a;
+        if (end == r) return false;
+        r = end;
+        if (*r == '-') {
+            b = strtol(r + 1, &end, 10);
+            r = end;
+        }
+        if (layer >= a && layer <= b) return true;
+        while (*r == ',' || *r == ' ') r++;
+    }
+    return false;
+}
+
+static bool select_full(const char *hf, void *ud) {
+    const keel_train_cfg *c = ud;
+    char gg[128] = "";
+    hf_to_gguf(hf, gg, sizeof gg);
+    if (!match_any(c->trainable, c->n_trainable, hf, gg)) return false;
+    if (match_any(c->freeze, c->n_freeze, hf, gg)) return false;
+    int l = name_layer(hf);
+    if (l >= 0 && in_ranges(c->freeze_layers, l)) return false;
+    return true;
+}
+
+// ---- small file helpers -----------------------------------------------------------------
+
+static keel_status mkdir_p(const char *path, keel_err *err) {
+    char *p = keel_strdup(path);
+    if (!p) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", path);
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || !*s) {
+            char c = *s;
+            *s = 0;
+            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+                int e = errno;
+                keel_status st = KEEL_FAIL(err, KEEL_ERR_IO, "%s: cannot create directory: %s", p, strerror(e));
+                free(p);
+                return st;
+            }
+            *s = c;
+            if (!c) break;
+        }
+    }
+    free(p);
+    return keel_path_is_dir(path) ? KEEL_OK : KEEL_FAIL(err, KEEL_ERR_IO, "%s: not a directory", path);
+}
+
+static bool dir_is_empty(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return true;
+    struct dirent *e;
+    bool empty = true;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) { empty = false; break; }
+    closedir(d);
+    return empty;
+}
+
+// Remove a directory of plain files (our own checkpoint directories).
+static void rm_flat_dir(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *f = keel_path_join(path, e->d_name);
+        if (f) unlink(f);
+        free(f);
+    }
+    closedir(d);
+    rmdir(path);
+}
+
+static void fsync_dir(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+static keel_status write_text(const char *path, const char *s, keel_err *err) {
+    keel_iobuf b = {s, strlen(s)};
+    return keel_atomic_write_bufs(path, &b, 1, err);
+}
+
+static keel_status copy_file_atomic(const char *src, const char *dst, keel_err *err) {
+    char *data = NULL;
+    size_t len = 0;
+    keel_status st = keel_read_file(src, &data, &len, err);
+    if (st) return st;
+    keel_iobuf b = {data, len};
+    st = keel_atomic_write_bufs(dst, &b, 1, err);
+    free(data);
+    return st;
+}
+
+// The latest complete checkpoint of run_dir (checkpoints/step-N with
+// trainer_state.json; step-N.tmp leftovers are ignored): heap path or NULL.
+static char *latest_checkpoint(const char *run_dir, int64_t *step_out) {
+    char *cdir = keel_path_join(run_dir, "checkpoints");
+    if (!cdir) return NULL;
+    DIR *d = opendir(cdir);
+    char *best = NULL;
+    int64_t best_step = -1;
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            long long s;
+            int n = 0;
+            if (sscanf(e->d_name, "step-%lld%n", &s, &n) != 1 || e->d_name[n] != 0 || s <= best_step) continue;
+            char *p = keel_path_join(cdir, e->d_name);
+            char *ts = p ? keel_path_join(p, "trainer_state.json") : NULL;
+            if (ts && keel_path_exists(ts)) {
+                free(best);
+                best = p, p = NULL, best_step = s;
+            }
+            free(ts);
+            free(p);
+        }
+        closedir(d);
+    }
+    free(cdir);
+    if (step_out) *step_out = best_step;
+    return best;
+}
+
+// ---- q/k row order ------------------------------------------------------------------------
+// From a GGUF the q_proj/k_proj rows are in Meta order: row h*hd + 2i + j
+// holds HF row h*hd + j*hd/2 + i (model/train.h). to_hf maps GGUF -> HF.
+static void permute_rows(float *dst, const float *src, int64_t n_heads, int64_t hd, int64_t cols, bool to_hf) {
+    for (int64_t h = 0; h < n_heads; h++)
+        for (int64_t i = 0; i < hd / 2; i++)
+            for (int64_t j = 0; j < 2; j++) {
+                int64_t g = h * hd + 2 * i + j, f = h * hd + j * (hd / 2) + i;
+                int64_t from = to_hf ? g : f, to = to_hf ? f : g;
+                memcpy(dst + to * cols, src + from * cols, (size_t)cols * sizeof(float));
+            }
+}
+
+// Heads of a q/k projection name that needs the row map, else 0.
+static int64_t qk_heads(const keel_trainer *t, const char *hf) {
+    if (t->model->rope != KEEL_ROPE_NORM) return 0;
+    if (strstr(hf, ".self_attn.q_proj.")) return t->model->desc.n_head;
+    if (strstr(hf, ".self_attn.k_proj.")) return t->model->desc.n_head_kv;
+    return 0;
+}
+
+// ---- data ---------------------------------------------------------------------------------
+
+static uint64_t epoch_seed(uint64_t seed, int64_t epoch) {
+    return seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(epoch + 1));
+}
+
+static int32_t max_len(const keel_dataset *d) {
+    int32_t m = 0;
+    keel_example ex;
+    for (int64_t i = 0; d && keel_dataset_get(d, i, &ex); i++)
+        if (ex.n_tokens > m) m = ex.n_tokens;
+    return m;
+}
+
+// Put example ex (or nothing) in row r of the batch buffers. Returns its tokens.
+static int64_t fill_row(keel_trainer *t, int r, const keel_example *ex) {
+    int32_t T = t->T;
+    int32_t *tok = t->tok + (size_t)r * T, *tgt = t->tgt + (size_t)r * T;
+    uint8_t *mask = t->mask + (size_t)r * T;
+    memset(tok, 0, (size_t)T * sizeof *tok);
+    memset(tgt, 0, (size_t)T * sizeof *tgt);
+    memset(mask, 0, (size_t)T);
+    if (!ex) return 0;
+    int32_t n = ex->n_tokens < T ? ex->n_tokens : T;
+    memcpy(tok, ex->tokens, (size_t)n * sizeof *tok);
+    for (int32_t i = 0; i + 1 < n; i++) {
+        tgt[i] = ex->tokens[i + 1];
+        mask[i] = ex->loss_mask[i] ? 1 : 0;
+    }
+    return n;
+}
+
+// The example at stream position pos (epoch pos / n), reshuffling for a new epoch.
+static bool stream_get(keel_trainer *t, int64_t pos, keel_example *ex) {
+    int64_t n = t->n_train, epoch = pos / n;
+    if (t->cfg.max_steps == 0 && epoch >= t->cfg.epochs) return false; // past the last epoch: padding
+    if (t->cfg.shuffle && epoch != t->shuffled_epoch) {
+        keel_dataset_shuffle(t->train, epoch_seed(t->cfg.seed, epoch));
+        t->shuffled_epoch = epoch;
+    }
+    return keel_dataset_get(t->train, pos % n, ex);
+}
+
+static bool mask_any(const uint8_t *m, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (m[i]) return true;
+    return false;
+}
+
+static size_t mask_count(const uint8_t *m, size_t n) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) c += m[i] != 0;
+    return c;
+}
+
+// ---- open / resume ------------------------------------------------------------------------
+
+static keel_status restore(keel_trainer *t, const char *ckpt, keel_err *err);
+
+keel_status keel_trainer_open(const char *job_path, const keel_train_opts *o, keel_trainer **out,
+                              keel_err *err) {
+    *out = NULL;
+    keel_train_opts def = keel_train_default_opts();
+    if (!o) o = &def;
+    if (!job_path && !o->resume_dir)
+        return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel train: no job file (and no run directory to resume)");
+    keel_trainer *t = keel_calloc(1, sizeof *t);
+    if (!t) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory");
+    t->shuffled_epoch = -1;
+    t->last_saved = -1;
+    keel_status st = KEEL_OK;
+    char *resume_job = NULL;
+    if (o->resume_dir) {
+        t->resume = true;
+        if (!keel_path_is_dir(o->resume_dir)) {
+            st = KEEL_FAIL(err, KEEL_ERR_IO, "--resume %s: not a run directory", o->resume_dir);
+            goto fail;
+        }
+        if (!job_path) {
+            resume_job = keel_path_join(o->resume_dir, "job.yaml");
+            if (!resume_job) { st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory"); goto fail; }
+            if (!keel_path_exists(resume_job)) {
+                st = KEEL_FAIL(err, KEEL_ERR_IO, "--resume %s: no job.yaml in it (not a keel run directory)", o->resume_dir);
+                goto fail;
+            }
+            job_path = resume_job;
+        }
+    }
+    t->job_path = keel_strdup(job_path);
+    if (!t->job_path) { st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory"); goto fail; }
+    if ((st = keel_train_cfg_load(&t->cfg, job_path, o->sets, o->n_sets, o->resume_dir, err))) goto fail;
+    keel_train_cfg *c = &t->cfg;
+
+    // Refuse what this trainer cannot do yet before any heavy work.
+    if (c->packing) {
+        st = KEEL_FAIL(err, KEEL_ERR_UNSUPPORTED, "%s: key 'data.packing': packed sequences are not supported by the "
+                       "trainer yet (the training forward has no block-diagonal attention mask); set data.packing: false",
+                       job_path);
+        goto fail;
+    }
+    if (c->method != 0) {
+        st = KEEL_FAIL(err, KEEL_ERR_UNSUPPORTED, "%s: key 'method': %s training is not wired into the trainer yet; "
+                       "use method: full", job_path, c->method == 1 ? "lora" : "qlora");
+        goto fail;
+    }
+    // The run directory: fresh runs need it absent or empty.
+    if (!t->resume && keel_path_exists(c->out_dir) && !dir_is_empty(c->out_dir)) {
+        st = KEEL_FAIL(err, KEEL_ERR_INVALID, "output.dir '%s' exists and is not empty: use --resume %s to continue "
+                       "that run, or choose another output.dir (--set output.dir=...)", c->out_dir, c->out_dir);
+        goto fail;
+    }
+    if (t->resume) {
+        int64_t s;
+        t->resume_ckpt = latest_checkpoint(c->out_dir, &s);
+        if (!t->resume_ckpt) {
+            st = KEEL_FAIL(err, KEEL_ERR_IO, "--resume %s: no complete checkpoint under %s/checkpoints", c->out_dir, c->out_dir);
+            goto fail;
+        }
+    }
+
+    keel_model_params mp = keel_model_default_params();
+    mp.n_threads = c->threads;
+    if ((st = keel_model_load(c->model, &mp, &t->model, err))) goto fail;
+    t->base_is_dir = keel_path_is_dir(c->model);
+    const keel_model_desc *md = keel_model_describe(t->model);
+    if (t->model->rope == KEEL_ROPE_NORM && md->n_rot != t->model->head_dim) {
+        st = KEEL_FAIL(err, KEEL_ERR_UNSUPPORTED, "%s: rotary dimension %d < head dimension %d has no Hugging Face "
+                       "Llama equivalent to export to", c->model, (int)md->n_rot, (int)t->model->head_dim);
+        goto fail;
+    }
+
+    // Data: load, split or load the validation file.
+    keel_data_params dp = keel_data_default_params();
+    dp.format = (keel_data_format)c->data_format;
+    dp.max_seq_len = c->max_seq_len;
+    const keel_tokenizer *tok = keel_model_tokenizer(t->model);
+    keel_dataset *all = NULL;
+    if ((st = keel_dataset_load(c->train_path, tok, &dp, &all, err))) goto fail;
+    if (c->val_split > 0) {
+        st = keel_dataset_split(all, c->val_split, c->seed, &t->train, &t->val, err);
+        keel_dataset_free(all);
+        if (st) goto fail;
+    } else {
+        t->train = all;
+        if (c->val_path && (st = keel_dataset_load(c->val_path, tok, &dp, &t->val, err))) goto fail;
+    }
+    t->n_train = keel_dataset_count(t->train);
+    if (t->n_train == 0) {
+        st = KEEL_FAIL(err, KEEL_ERR_INVALID, "%s: no training examples", c->train_path);
+        goto fail;
+    }
+    if (t->val && keel_dataset_count(t->val) == 0) {
+        keel_dataset_free(t->val);
+        t->val = NULL;
+    }
+    int32_t T = max_len(t->train), Tv = max_len(t->val);
+    if (Tv > T) T = Tv;
+    if (T < 2) T = 2;
+    t->B = c->batch_size, t->T = T;
+
+    // Schedule and step count.
+    int64_t per_step = (int64_t)c->batch_size * c->grad_accum;
+    t->total_steps = c->max_steps > 0 ? c->max_steps : ((int64_t)c->epochs * t->n_train + per_step - 1) / per_step;
+    t->sched = (keel_sched){.kind = (keel_sched_kind)c->schedule, .lr = c->lr, .lr_min = 0,
+                            .warmup_steps = c->warmup_steps, .total_steps = t->total_steps};
+    if ((st = keel_sched_check(&t->sched, err))) goto fail;
+
+    // Training state.
+    if ((st = keel_train_model_init(&t->tm, t->model, select_full, c, err))) goto fail;
+    t->tm_ok = true;
+    if (t->tm.p.n_floats == 0) {
+        st = KEEL_FAIL(err, KEEL_ERR_INVALID, "%s: key 'full.trainable': no tensor is trainable after full.freeze and "
+                       "full.freeze_layers", job_path);
+        goto fail;
+    }
+    keel_adamw_params ap = {.beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps, .weight_decay = c->weight_decay};
+    if ((st = keel_adamw_init(&t->opt, t->tm.p.n_floats, &ap, err))) goto fail;
+    for (int i = 0; i < t->tm.p.n; i++) { // norm gains (1, C) take no weight decay
+        const keel_tparam *p = &t->tm.p.t[i];
+        if (p->rows == 1 && (st = keel_adamw_no_decay(&t->opt, p->off, p->off + (size_t)p->cols, err))) goto fail;
+    }
+    if ((st = keel_train_acts_init(&t->acts, &t->tm, t->B, t->T, err))) goto fail;
+    size_t N = (size_t)t->B * t->T;
+    t->tok = keel_malloc(N * sizeof *t->tok);
+    t->tgt = keel_malloc(N * sizeof *t->tgt);
+    t->mask = keel_malloc(N);
+    if (!t->tok || !t->tgt || !t->mask) { st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory"); goto fail; }
+    keel_rng_seed(&t->rng, c->seed);
+    if (t->resume && (st = restore(t, t->resume_ckpt, err))) goto fail;
+    free(resume_job);
+    *out = t;
+    return KEEL_OK;
+fail:
+    free(resume_job);
+    keel_trainer_free(t);
+    return st;
+}
+
+void keel_trainer_free(keel_trainer *t) {
+    if (!t) return;
+    if (t->metrics) fclose(t->metrics);
+    keel_train_acts_free(&t->acts);
+    keel_adamw_free(&t->opt);
+    if (t->tm_ok) keel_train_model_free(&t->tm);
+    keel_dataset_free(t->train);
+    keel_dataset_free(t->val);
+    keel_model_free(t->model);
+    keel_train_cfg_free(&t->cfg);
+    free(t->tok);
+    free(t->tgt);
+    free(t->mask);
+    free(t->job_path);
+    free(t->resume_ckpt);
+    free(t);
+}
+
+int64_t keel_trainer_step_count(const keel_trainer *t) { return t->step; }
+int64_t keel_trainer_total_steps(const keel_trainer *t) { return t->total_steps; }
+void *keel_trainer_train_model(keel_trainer *t) { return &t->tm; }
+
+// ---- run directory and metrics --------------------------------------------------------------
+
+// Keep the metrics lines of steps <= keep (a crash may have left later ones).
+static keel_status trim_metrics(const char *path, int64_t keep, keel_err *err) {
+    if (!keel_path_exists(path)) return KEEL_OK;
+    char *data = NULL;
+    size_t len = 0;
+    keel_status st = keel_read_file(path, &data, &len, err);
+    if (st) return st;
+    keel_buf b = {0};
+    bool ok = true;
+    for (char *line = data; ok && *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) + 1 : strlen(line);
+        long long s = -1;
+        const char *k = strstr(line, "\"step\":");
+        if (k && k < line + n) s = strtoll(k + 7, NULL, 10);
+        if (s >= 1 && s <= keep && nl) ok = keel_buf_append(&b, line, n);
+        line += n;
+    }
+    free(data);
+    if (!ok) {
+        free(b.data);
+        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", path);
+    }
+    keel_iobuf io = {b.data ? b.data : "", b.len};
+    st = keel_atomic_write_bufs(path, &io, 1, err);
+    free(b.data);
+    return st;
+}
+
+keel_status keel_trainer_start(keel_trainer *t, keel_err *err) {
+    const char *dir = t->cfg.out_dir;
+    keel_status st = mkdir_p(dir, err);
+    if (st) return st;
+    char *job = keel_path_join(dir, "job.yaml");
+    char *met = keel_path_join(dir, "metrics.jsonl");
+    if (!job || !met) st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory");
+    if (!st) st = write_text(job, t->cfg.yaml, err);
+    if (!st) st = t->resume ? trim_metrics(met, t->step, err) : KEEL_OK;
+    if (!st) {
+        t->metrics = fopen(met, t->resume ? "a" : "w");
+        if (!t->metrics) st = KEEL_FAIL(err, KEEL_ERR_IO, "%s: cannot open: %s", met, strerror(errno));
+    }
+    free(job);
+    free(met);
+    return st;
+}
+
+static void metrics_line(keel_trainer *t, const keel_train_event *ev, bool has_val, double val) {
+    if (!t->metrics) return;
+    fprintf(t->metrics,
+            "{\"step\":%" PRId64 ",\"epoch\":%d,\"loss\":%.9g,\"lr\":%.17g,\"grad_norm\":%.17g,\"tokens\":%" PRId64
+            ",\"tokens_per_s\":%.1f,\"elapsed\":%.3f",
+            ev->step, (int)ev->epoch, ev->loss, ev->lr, isfinite(ev->grad_norm) ? ev->grad_norm : -1.0, ev->tokens,
+            ev->tokens_per_s, ev->elapsed_s);
+    if (has_val) fprintf(t->metrics, ",\"val_loss\":%.9g", val);
+    fputs("}\n", t->metrics);
+    fflush(t->metrics);
+}
+
+// ---- one step -------------------------------------------------------------------------------
+
+keel_status keel_trainer_step(keel_trainer *t, keel_train_event *ev, keel_err *err) {
+    memset(ev, 0, sizeof *ev);
+    ev->kind = KEEL_TRAIN_EV_STEP;
+    ev->total_steps = t->total_steps;
+    if (t->step >= t->total_steps) return KEEL_OK;
+    double t0 = keel_time_s();
+    keel_train_zero_grad(&t->tm);
+    double loss_sum = 0;
+    int n_used = 0;
+    int64_t tokens = 0;
+    size_t N = (size_t)t->B * t->T;
+    for (int a = 0; a < t->cfg.grad_accum; a++) {
+        for (int r = 0; r < t->B; r++) {
+            keel_example ex;
+            bool have = stream_get(t, t->data_pos, &ex);
+            if (have) ev->epoch = (int32_t)(t->data_pos / t->n_train);
+            t->data_pos++;
+            tokens += fill_row(t, r, have ? &ex : NULL);
+        }
+        if (!mask_any(t->mask, N)) continue; // only padding (the end of the last epoch)
+        float loss = 0;
+        keel_status st = keel_train_forward(&t->tm, &t->acts, t->tok, t->tgt, t->mask, &loss, err);
+        if (st) return st;
+        keel_train_backward(&t->tm, &t->acts);
+        loss_sum += loss;
+        n_used++;
+    }
+    int64_t step = t->step; // 0-based index of this update
+    double lr = keel_sched_lr(&t->sched, step);
+    double norm = 0;
+    if (n_used > 0) {
+        if (n_used > 1) keel_grad_scale(t->tm.p.g, t->tm.p.n_floats, 1.0f / (float)n_used);
+        norm = keel_grad_clip(t->tm.p.g, t->tm.p.n_floats, t->cfg.clip);
+        if (isfinite(norm)) {
+            keel_status st = keel_adamw_step(&t->opt, t->tm.p.w, t->tm.p.g, lr, err);
+            if (st) return st;
+        }
+    }
+    t->step++;
+    t->tokens_total += tokens;
+    double dt = keel_time_s() - t0;
+    ev->step = t->step;
+    ev->loss = n_used ? loss_sum / n_used : NAN;
+    ev->lr = lr;
+    ev->grad_norm = norm;
+    ev->tokens = tokens;
+    ev->tokens_per_s = dt > 0 ? (double)tokens / dt : 0;
+    return KEEL_OK;
+}
+
+keel_status keel_trainer_eval(keel_trainer *t, bool *has_val, double *loss, keel_err *err) {
+    *has_val = false;
+    *loss = NAN;
+    if (!t->val) return KEEL_OK;
+    int64_t n = keel_dataset_count(t->val);
+    double sum = 0, cnt = 0;
+    size_t N = (size_t)t->B * t->T;
+    for (int64_t i = 0; i < n; i += t->B) {
+        for (int r = 0; r < t->B; r++) {
+            keel_example ex;
+            bool have = i + r < n && keel_dataset_get(t->val, i + r, &ex);
+            fill_row(t, r, have ? &ex : NULL);
+        }
+        size_t c = mask_count(t->mask, N);
+        if (!c) continue;
+        float l = 0;
+        keel_status st = keel_train_forward(&t->tm, &t->acts, t->tok, t->tgt, t->mask, &l, err);
+        if (st) return st;
+        sum += (double)l * (double)c;
+        cnt += (double)c;
+    }
+    if (cnt > 0) {
+        *has_val = true;
+        *loss = sum / cnt;
+    }
+    return KEEL_OK;
+}
+
+// ---- checkpoints ----------------------------------------------------------------------------
+
+static keel_status write_config(keel_trainer *t, const char *path, keel_err *err) {
+    const keel_model_desc *d = keel_model_describe(t->model);
+    const keel_tokenizer *tok = keel_model_tokenizer(t->model);
+    cJSON *j = cJSON_CreateObject();
+    cJSON *arch = cJSON_CreateArray();
+    if (!j || !arch) {
+        cJSON_Delete(j);
+        cJSON_Delete(arch);
+        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", path);
+    }
+    cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
+    cJSON_AddItemToObject(j, "architectures", arch);
+    cJSON_AddFalseToObject(j, "attention_bias");
+    cJSON_AddNumberToObject(j, "attention_dropout", 0.0);
+    if (keel_token_bos(tok) >= 0) cJSON_AddNumberToObject(j, "bos_token_id", keel_token_bos(tok));
+    if (keel_token_eos(tok) >= 0) cJSON_AddNumberToObject(j, "eos_token_id", keel_token_eos(tok));
+    cJSON_AddNumberToObject(j, "head_dim", t->model->head_dim);
+    cJSON_AddStringToObject(j, "hidden_act", "silu");
+    cJSON_AddNumberToObject(j, "hidden_size", d->n_embd);
+    cJSON_AddNumberToObject(j, "initializer_range", 0.02);
+    cJSON_AddNumberToObject(j, "intermediate_size", d->n_ff);
+    cJSON_AddNumberToObject(j, "max_position_embeddings", d->n_ctx_train > 0 ? d->n_ctx_train : 2048);
+    cJSON_AddFalseToObject(j, "mlp_bias");
+    cJSON_AddStringToObject(j, "model_type", "llama");
+    cJSON_AddNumberToObject(j, "num_attention_heads", d->n_head);
+    cJSON_AddNumberToObject(j, "num_hidden_layers", d->n_layer);
+    cJSON_AddNumberToObject(j, "num_key_value_heads", d->n_head_kv);
+    cJSON_AddNumberToObject(j, "pretraining_tp", 1);
+    // float hyper-parameters as the shortest decimal that reads back as the same float
+    char s[32];
+    snprintf(s, sizeof s, "%.7g", (double)d->norm_eps);
+    cJSON_AddNumberToObject(j, "rms_norm_eps", strtod(s, NULL));
+    cJSON_AddNullToObject(j, "rope_scaling");
+    snprintf(s, sizeof s, "%.7g", (double)d->rope_theta);
+    cJSON_AddNumberToObject(j, "rope_theta", strtod(s, NULL));
+    if (d->tied_output) cJSON_AddTrueToObject(j, "tie_word_embeddings");
+    else cJSON_AddFalseToObject(j, "tie_word_embeddings");
+    cJSON_AddStringToObject(j, "torch_dtype", "float32");
+    cJSON_AddTrueToObject(j, "use_cache");
+    cJSON_AddNumberToObject(j, "vocab_size", d->n_vocab);
+    char *txt = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!txt) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", path);
+    keel_buf b = {0};
+    keel_status st = KEEL_OK;
+    if (!keel_buf_appends(&b, txt) || !keel_buf_appends(&b, "\n")) st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", path);
+    else st = write_text(path, b.data, err);
+    cJSON_free(txt);
+    free(b.data);
+    return st;
+}
+
+// Every tensor of the model in HF names and row order, fp32, into model.safetensors.
+static keel_status write_model(keel_trainer *t, const char *path, keel_err *err) {
+    const keel_model *m = t->model;
+    const keel_train_model *tm = &t->tm;
+    const keel_model_desc *d = &m->desc;
+    int nl = d->n_layer, cap = 3 + nl * 9;
+    keel_st_entry *e = keel_calloc((size_t)cap, sizeof *e);
+    char (*names)[96] = keel_calloc((size_t)cap, sizeof *names);
+    float **owned = keel_calloc((size_t)cap, sizeof *owned);
+    keel_status st = KEEL_OK;
+    int n = 0;
+    if (!e || !names || !owned) {
+        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    // Add a linear layer: trainable values or the frozen stored matrix, dequantized; q/k rows to HF order.
+    #define ADD_LIN(nm, L)                                                                             \
+        do {                                                                                           \
+            const keel_tlinear *l_ = (L);                                                              \
+            snprintf(names[n], sizeof names[n], "%s", (nm));                                           \
+            int64_t rows = l_->base.n_out, cols = l_->base.n_in, heads = qk_heads(t, names[n]);        \
+            const float *src = l_->w;                                                                  \
+            if (!src || heads) {                                                                       \
+                float *buf = keel_malloc_aligned((size_t)(rows * cols) * sizeof(float) * (heads ? 2 : 1)); \
+                if (!buf) { st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", path); goto done; } \
+                owned[n] = buf;                                                                        \
+                if (!src) {                                                                            \
+                    for (int64_t r_ = 0; r_ < rows; r_++)                                              \
+                        keel_dequant_row(l_->base.type, l_->base.data + (size_t)r_ * l_->base.row_bytes,   \
+                                         buf + r_ * cols, cols);                                       \
+                    src = buf;                                                                         \
+                }                                                                                      \
+                if (heads) {                                                                           \
+                    float *dst = buf + (src == buf ? rows * cols : 0);                                 \
+                    permute_rows(dst, src, heads, m->head_dim, cols, true);                            \
+                    src = dst;                                                                         \
+                }                                                                                      \
+            }                                                                                          \
+            e[n] = (keel_st_entry){.name = names[n], .type = KEEL_DTYPE_F32, .n_dims = 2,              \
+                                   .shape = {rows, cols}, .data = src};                                \
+            n++;                                                                                       \
+        } while (0)
+    #define ADD_VEC(nm, V)                                                                             \
+        do {                                                                                           \
+            snprintf(names[n], sizeof names[n], "%s", (nm));                                           \
+            e[n] = (keel_st_entry){.name = names[n], .type = KEEL_DTYPE_F32, .n_dims = 1,              \
+                                   .shape = {d->n_embd}, .data = (V)->w};                              \
+            n++;                                                                                       \
+        } while (0)
+    ADD_LIN("model.embed_tokens.weight", &tm->tok_embd);
+    char nm[96];
+    for (int l = 0; l < nl; l++) {
+        const keel_tlayer *L = &tm->layers[l];
+        static const char *const proj[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                            "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+        const keel_tlinear *lin[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
+        ADD_VEC(nm, &L->attn_norm);
+        snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
+        ADD_VEC(nm, &L->ffn_norm);
+        for (int i = 0; i < 7; i++) {
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, proj[i]);
+            ADD_LIN(nm, lin[i]);
+        }
+    }
+    ADD_VEC("model.norm.weight", &tm->output_norm);
+    if (!tm->tied) ADD_LIN("lm_head.weight", &tm->output);
+    #undef ADD_LIN
+    #undef ADD_VEC
+    keel_st_kv meta[] = {{"format", "pt"}};
+    st = keel_st_write(path, e, (size_t)n, meta, 1, err);
+done:
+    for (int i = 0; owned && i < cap; i++) keel_free_aligned(owned[i]);
+    free(owned);
+    free(names);
+    free(e);
+    return st;
+}
+
+static void rng_hex(const keel_rng *r, char *out, size_t cap) {
+    snprintf(out, cap, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, r->s[0], r->s[1], r->s[2], r->s[3]);
+}
+
+static bool rng_parse(const char *s, keel_rng *r) {
+    if (!s || strlen(s) != 64) return false;
+    for (int i = 0; i < 4; i++) {
+        char part[17];
+        memcpy(part, s + 16 * i, 16);
+        part[16] = 0;
+        char *end;
+        r->s[i] = strtoull(part, &end, 16);
+        if (*end) return false;
+    }
+    return true;
+}
+
+keel_status keel_trainer_save(keel_trainer *t, char *dir_out, size_t cap, keel_err *err) {
+    char name[64];
+    snprintf(name, sizeof name, "step-%" PRId64, t->step);
+    char *cdir = keel_path_join(t->cfg.out_dir, "checkpoints");
+    char *final = cdir ? keel_path_join(cdir, name) : NULL;
+    size_t tl = final ? strlen(final) + 5 : 0;
+    char *tmp = final ? keel_malloc(tl) : NULL;
+    keel_status st = KEEL_OK;
+    char *f = NULL;
+    if (!tmp) {
+        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "checkpoint: out of memory");
+        goto done;
+    }
+    snprintf(tmp, tl, "%s.tmp", final);
+    if ((st = mkdir_p(cdir, err))) goto done;
+    rm_flat_dir(tmp); // a leftover of an interrupted save
+    if (mkdir(tmp, 0777) != 0) {
+        st = KEEL_FAIL(err, KEEL_ERR_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
+        goto done;
+    }
+#define FILE_IN(nm) (free(f), f = keel_path_join(tmp, nm), f ? KEEL_OK : KEEL_FAIL(err, KEEL_ERR_NOMEM, "checkpoint: out of memory"))
+    if ((st = FILE_IN("model.safetensors")) || (st = write_model(t, f, err))) goto done;
+    if ((st = FILE_IN("config.json")) || (st = write_config(t, f, err))) goto done;
+    if (t->base_is_dir) {
+        static const char *const toks[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                           "generation_config.json"};
+        for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
+            char *src = keel_path_join(t->cfg.model, toks[i]);
+            if (!src) { st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "checkpoint: out of memory"); goto done; }
+            if (keel_path_exists(src) && !(st = FILE_IN(toks[i]))) st = copy_file_atomic(src, f, err);
+            free(src);
+            if (st) goto done;
+        }
+    }
+    char pos[32], rng[80], el[40], tk[32], stp[32];
+    snprintf(pos, sizeof pos, "%" PRId64, t->data_pos);
+    rng_hex(&t->rng, rng, sizeof rng);
+    snprintf(el, sizeof el, "%.17g", t->elapsed_before);
+    snprintf(tk, sizeof tk, "%" PRId64, t->tokens_total);
+    snprintf(stp, sizeof stp, "%" PRId64, t->step);
+    keel_st_kv extra[] = {{"keel.data_pos", pos}, {"keel.rng", rng}, {"keel.elapsed", el},
+                          {"keel.tokens", tk}, {"keel.trainer_step", stp}};
+    if ((st = FILE_IN("optimizer.safetensors")) ||
+        (st = keel_adamw_save(&t->opt, f, extra, sizeof extra / sizeof extra[0], err)))
+        goto done;
+    char js[1024];
+    snprintf(js, sizeof js,
+             "{\n  \"step\": %" PRId64 ",\n  \"total_steps\": %" PRId64 ",\n  \"data_pos\": %" PRId64
+             ",\n  \"epoch\": %" PRId64 ",\n  \"tokens\": %" PRId64 ",\n  \"elapsed\": %.3f,\n  \"seed\": %" PRIu64
+             ",\n  \"method\": \"full\",\n  \"format\": \"keel-trainer-state\",\n  \"version\": 1\n}\n",
+             t->step, t->total_steps, t->data_pos, t->data_pos / t->n_train, t->tokens_total, t->elapsed_before,
+             t->cfg.seed);
+    if ((st = FILE_IN("trainer_state.json")) || (st = write_text(f, js, err))) goto done;
+#undef FILE_IN
+    fsync_dir(tmp);
+    if (keel_path_exists(final)) rm_flat_dir(final); // re-saving a step (a resumed run's first save)
+    if (rename(tmp, final) != 0) {
+        st = KEEL_FAIL(err, KEEL_ERR_IO, "%s: cannot rename to %s: %s", tmp, final, strerror(errno));
+        goto done;
+    }
+    fsync_dir(cdir);
+    t->last_saved = t->step;
+    if (dir_out && cap) snprintf(dir_out, cap, "%s", final);
+done:
+    if (st && tmp) rm_flat_dir(tmp);
+    free(f);
+    free(tmp);
+    free(final);
+    free(cdir);
+    return st;
+}
+
+// Load the trainable tensors, the optimizer state and the data position from ckpt.
+static keel_status restore(keel_trainer *t, const char *ckpt, keel_err *err) {
+    char *mp = keel_path_join(ckpt, "model.safetensors");
+    char *op = keel_path_join(ckpt, "optimizer.safetensors");
+    keel_safetensors *s = NULL, *o = NULL;
+    keel_status st = KEEL_OK;
+    if (!mp || !op) {
+        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "resume: out of memory");
+        goto done;
+    }
+    if ((st = keel_st_open(mp, &s, err))) goto done;
+    for (int i = 0; i < t->tm.p.n; i++) {
+        const keel_tparam *p = &t->tm.p.t[i];
+        const keel_tensor_info *ti = keel_st_find_tensor(s, p->name);
+        if (!ti) { st = KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s: no tensor %s", mp, p->name); goto done; }
+        if (ti->type != KEEL_DTYPE_F32 || ti->ne[0] != p->cols || (ti->n_dims > 1 ? ti->ne[1] : 1) != p->rows) {
+            st = KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s: tensor %s is not F32 (%lld, %lld)", mp, p->name,
+                           (long long)p->rows, (long long)p->cols);
+            goto done;
+        }
+        float *w = t->tm.p.w + p->off;
+        int64_t heads = qk_heads(t, p->name);
+        if (heads) {
+            float *tmp = keel_malloc((size_t)(p->rows * p->cols) * sizeof(float));
+            if (!tmp) { st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "resume: out of memory"); goto done; }
+            memcpy(tmp, ti->data, ti->nbytes);
+            permute_rows(w, tmp, heads, t->model->head_dim, p->cols, false);
+            free(tmp);
+        } else {
+            memcpy(w, ti->data, ti->nbytes);
+        }
+    }
+    if ((st = keel_adamw_load(&t->opt, op, err))) goto done;
+    if ((st = keel_st_open(op, &o, err))) goto done;
+    const char *pos = keel_st_metadata(o, "keel.data_pos"), *rng = keel_st_metadata(o, "keel.rng");
+    const char *el = keel_st_metadata(o, "keel.elapsed"), *tk = keel_st_metadata(o, "keel.tokens");
+    const char *stp = keel_st_metadata(o, "keel.trainer_step");
+    if (!pos || !rng || !el || !tk || !stp || !rng_parse(rng, &t->rng)) {
+        st = KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s: missing or bad keel.* metadata (data position, RNG state)", op);
+        goto done;
+    }
+    t->data_pos = strtoll(pos, NULL, 10);
+    t->elapsed_before = strtod(el, NULL);
+    t->tokens_total = strtoll(tk, NULL, 10);
+    t->step = strtoll(stp, NULL, 10);
+    t->last_saved = t->step;
+    if (t->data_pos < 0 || t->step < 0) st = KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s: negative data position or step", op);
+    else if (t->step > t->total_steps)
+        st = KEEL_FAIL(err, KEEL_ERR_INVALID, "%s: checkpoint is at step %" PRId64 " but the job has only %" PRId64
+                       " steps (raise train.max_steps with --set)", ckpt, t->step, t->total_steps);
+done:
+    keel_st_close(s);
+    keel_st_close(o);
+    free(mp);
+    free(op);
+    return st;
+}
+
+// ---- the public driver ------------------------------------------------------------------------
+
+keel_train_opts keel_train_default_opts(void) {
+    keel_train_opts o;
+    memset(&o, 0, sizeof o);
+    return o;
+}
+
+static void emit(const keel_train_callbacks *cb, const keel_train_event *ev) {
+    if (cb && cb->on_event) cb->on_event(ev, cb->ud);
+}
+
+keel_status keel_train_run(const char *job_path, const keel_train_opts *o, const keel_train_callbacks *cb,
+                           keel_train_summary *out, keel_err *err) {
+    keel_train_summary sum_local;
+    keel_train_summary *sum = out ? out : &sum_local;
+    memset(sum, 0, sizeof *sum);
+    sum->final_loss = NAN;
+    sum->val_loss = NAN;
+    keel_train_opts def = keel_train_default_opts();
+    if (!o) o = &def;
+    if (o->n_sets < 0 || (o->n_sets && !o->sets) || o->eval_every < 0 || o->stop_after < 0)
+        return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_train_run: bad options");
+    keel_trainer *t = NULL;
+    keel_status st = keel_trainer_open(job_path, o, &t, err);
+    if (st) return st;
+    snprintf(sum->run_dir, sizeof sum->run_dir, "%s", t->cfg.out_dir);
+    if ((st = keel_trainer_start(t, err))) goto done;
+
+    keel_train_event ev = {.kind = KEEL_TRAIN_EV_START, .step = t->step, .total_steps = t->total_steps};
+    emit(cb, &ev);
+    double t_start = keel_time_s();
+    int64_t save_every = t->cfg.save_every, eval_every = o->eval_every;
+    while (t->step < t->total_steps) {
+        if ((st = keel_trainer_step(t, &ev, err))) goto done;
+        double now = keel_time_s() - t_start;
+        sum->steps_run++;
+        sum->tokens += ev.tokens;
+        sum->final_loss = ev.loss;
+        ev.elapsed_s = t->elapsed_before + now;
+        ev.eta_s = now / (double)sum->steps_run * (double)(t->total_steps - t->step);
+        bool last = t->step == t->total_steps;
+        bool stop = (o->stop_after > 0 && sum->steps_run >= o->stop_after) ||
+                    (cb && cb->should_stop && cb->should_stop(cb->ud));
+        bool save = last || stop || (save_every > 0 && t->step % save_every == 0);
+        bool do_eval = t->val && (last || (eval_every > 0 ? t->step % eval_every == 0 : save));
+        emit(cb, &ev);
+        bool has_val = false;
+        double val = NAN;
+        if (do_eval) {
+            if ((st = keel_trainer_eval(t, &has_val, &val, err))) goto done;
+            if (has_val) {
+                sum->val_loss = val;
+                keel_train_event ee = ev;
+                ee.kind = KEEL_TRAIN_EV_EVAL;
+                ee.val_loss = val;
+                emit(cb, &ee);
+            }
+        }
+        metrics_line(t, &ev, has_val, val);
+        if (save) {
+            // elapsed up to here travels with the checkpoint (a resume continues the clock)
+            double keep = t->elapsed_before;
+            t->elapsed_before = ev.elapsed_s;
+            st = keel_trainer_save(t, sum->checkpoint, sizeof sum->checkpoint, err);
+            t->elapsed_before = keep;
+            if (st) goto done;
+            keel_train_event ce = ev;
+            ce.kind = KEEL_TRAIN_EV_CHECKPOINT;
+            ce.path = sum->checkpoint;
+            emit(cb, &ce);
+        }
+        if (stop && !last) {
+            sum->interrupted = true;
+            break;
+        }
+    }
+    sum->wall_s = keel_time_s() - t_start;
+    sum->tokens_per_s = sum->wall_s > 0 ? (double)sum->tokens / sum->wall_s : 0;
+    sum->steps = t->step;
+done:;
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) sum->peak_rss_bytes = (int64_t)ru.ru_maxrss * 1024;
+    keel_trainer_free(t);
+    return st;
+}
