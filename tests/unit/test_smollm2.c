@@ -6,6 +6,7 @@
 // path (dequantized panels) on the same tokens. Numeric comparisons against
 // transformers / llama.cpp goldens live elsewhere (tests/golden/).
 #include "keel.h"
+#include "ops/ops.h" // keel_cpu_features: whether the AMX paths can run here
 #include "test.h"
 
 #include <math.h>
@@ -73,6 +74,42 @@ int main(void) {
         }
         printf("decode vs batch: max |diff| %.3g (max |logit| %.3g)\n", worst, scale);
         CHECK_CLOSE("decode path == batched path", worst, 0.0, 1e-4 * scale + 1e-4);
+
+        // The AMX precisions (keel_model_params.matmul_precision) against the
+        // fp32 batch above: bf16x3 within the 1e-3 relative agreement,
+        // bf16 looser; both must really differ from fp32 where AMX exists.
+        static const struct {
+            keel_matmul_precision p;
+            const char *name;
+            double tol;
+        } precs[] = {{KEEL_MATMUL_BF16X3, "bf16x3", 1e-3}, {KEEL_MATMUL_BF16, "bf16", 0.1}};
+        float *lp = malloc(sizeof(float) * V * 32);
+        for (size_t pi = 0; pi < sizeof precs / sizeof *precs && lp; pi++) {
+            keel_model_params pp = mp;
+            pp.matmul_precision = precs[pi].p;
+            keel_model *mq = NULL;
+            keel_context *cq = NULL;
+            double w2 = -1.0;
+            if (keel_model_load(path, &pp, &mq, &err) == KEEL_OK && keel_context_init(mq, 64, &cq, &err) == KEEL_OK &&
+                keel_eval(cq, ids, nb, 0, lp, KEEL_LOGITS_ALL, &err) == KEEL_OK) {
+                w2 = 0.0;
+                for (size_t i = 0; i < (size_t)nb * V; i++) w2 = fmax(w2, fabs(lp[i] - lg[i]));
+            }
+            printf("%s vs fp32 batch: max |diff| / max |logit| = %.3g\n", precs[pi].name, w2 / scale);
+            char what[96];
+            snprintf(what, sizeof what, "%s logits within %g of fp32 (relative to the largest)", precs[pi].name,
+                     precs[pi].tol);
+            CHECK(what, w2 >= 0.0 && w2 <= precs[pi].tol * scale);
+            if (keel_cpu_features() & KEEL_CPU_AMX_BF16) {
+                snprintf(what, sizeof what, "%s really ran (differs from fp32)", precs[pi].name);
+                CHECK(what, w2 > 0.0);
+            } else if (pi == 0) {
+                printf("note: no AMX-BF16 here, the bf16 precisions ran as fp32\n");
+            }
+            keel_context_free(cq);
+            keel_model_free(mq);
+        }
+        free(lp);
     } else {
         fprintf(stderr, "%s\n", err.msg);
         CHECK("chat prompt", 0);
