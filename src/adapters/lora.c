@@ -242,6 +242,8 @@ keel_status keel_lora_attach(keel_lora *lo, keel_train_model *tm, const keel_lor
     memset(lo, 0, sizeof *lo);
     keel_status st = check_hyper(cfg->r, cfg->alpha, cfg->dropout, "LoRA config", err);
     if (st) return st;
+    if (cfg->init != KEEL_LORA_KAIMING && cfg->init != KEEL_LORA_GAUSSIAN)
+        return KEEL_FAIL(err, KEEL_ERR_INVALID, "LoRA config: unknown init %d", (int)cfg->init);
     static const char *const dflt[2] = {"q_proj", "v_proj"};
     const char *const *tg = cfg->n_targets ? cfg->targets : dflt;
     size_t nt = cfg->n_targets ? cfg->n_targets : 2;
@@ -280,14 +282,16 @@ keel_status keel_lora_attach(keel_lora *lo, keel_train_model *tm, const keel_lor
         memset(lo, 0, sizeof *lo);
         return st;
     }
-    // A ~ U(-1/sqrt(n_in), 1/sqrt(n_in)) in module order, B = 0 (already zero).
+    // A in module order, B = 0 (already zero). Kaiming-uniform with a = sqrt(5):
+    // gain sqrt(2 / (1 + 5)), std gain / sqrt(fan_in), bound sqrt(3) * std = 1 / sqrt(n_in).
     keel_rng rng;
     keel_rng_seed(&rng, cfg->seed);
     for (int i = 0; i < lo->n; i++) {
         float *A = keel_lora_A(lo, i);
         double bound = 1.0 / sqrt((double)lo->mods[i].n_in);
         for (int64_t k = 0; k < lo->r * lo->mods[i].n_in; k++)
-            A[k] = (float)((2.0 * keel_rng_uniform_d(&rng) - 1.0) * bound);
+            A[k] = cfg->init == KEEL_LORA_GAUSSIAN ? keel_rng_normal(&rng) / (float)lo->r
+                                                   : (float)((2.0 * keel_rng_uniform_d(&rng) - 1.0) * bound);
     }
     return KEEL_OK;
 }
@@ -528,7 +532,8 @@ static keel_status read_config(const char *path, int32_t *r, double *alpha, doub
         goto out;
     }
     static const char *const no[] = {"use_dora", "fan_in_fan_out", "rank_pattern", "alpha_pattern",
-                                     "modules_to_save", "layers_to_transform"};
+                                     "modules_to_save", "lora_bias", "layer_replication",
+                                     "trainable_token_indices", "target_parameters"};
     for (size_t k = 0; k < sizeof no / sizeof *no; k++) {
         v = cJSON_GetObjectItemCaseSensitive(j, no[k]);
         if (json_nonempty(v) && !cJSON_IsFalse(v)) {

@@ -21,6 +21,13 @@ typedef enum keel_lora_proj {
     KEEL_LORA_N_PROJ
 } keel_lora_proj;
 
+// Initialisation of A (B is always zero, so training starts at the base);
+// the same values as job.h's keel_job_lora_init.
+typedef enum keel_lora_init {
+    KEEL_LORA_KAIMING = 0,  // PEFT's default: kaiming_uniform_(a = sqrt(5)) = U(-1/sqrt(n_in), 1/sqrt(n_in))
+    KEEL_LORA_GAUSSIAN = 1, // PEFT's init_lora_weights="gaussian": N(0, (1/r)^2)
+} keel_lora_init;
+
 typedef struct keel_lora_config {
     int32_t r;         // rank, >= 1 (and <= min(n_in, n_out) of every target)
     double alpha;      // lora_alpha, > 0
@@ -39,9 +46,10 @@ typedef struct keel_lora_config {
     size_t n_targets;
     bool use_rslora;   // s = alpha / sqrt(r) instead of alpha / r
     uint64_t seed;     // A's initialisation and the dropout masks
+    keel_lora_init init;
 } keel_lora_config;
 
-// r 8, alpha 16, dropout 0, targets q_proj+v_proj, no rsLoRA, seed 0.
+// r 8, alpha 16, dropout 0, targets q_proj+v_proj, no rsLoRA, seed 0, Kaiming init.
 KEEL_INTERNAL keel_lora_config keel_lora_default_config(void);
 
 // The adapter hook of one linear (model/train.h keel_tadapter is the first
@@ -82,14 +90,15 @@ typedef struct keel_lora {
 // Attach LoRA to tm as cfg says: for every targeted linear, append lora_A
 // (r, n_in) and lora_B (n_out, r) to tm->p (names: PEFT's keys, e.g.
 // "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"; HF order,
-// A before B), initialise A ~ U(-1/sqrt(n_in), 1/sqrt(n_in)) (PEFT's
-// kaiming_uniform_(a = sqrt(5))) from keel_rng seeded with cfg->seed, B = 0,
+// A before B), initialise A as cfg->init says (module after module, from
+// one keel_rng seeded with cfg->seed), B = 0,
 // gradients 0, and set each linear's adapter. tm->p.w/g are reallocated
 // (every view of tm is rebound; pointers taken before are stale). tm was
 // made by keel_train_model_init with any selection (usually none: only LoRA
-// trains) and must outlive lo. Errors (nothing attached then): KEEL_ERR_INVALID
-// for bad r/alpha/dropout, an unmatched target, a linear already adapted, or
-// a base linear that is itself trainable; KEEL_ERR_NOMEM.
+// trains; a trainable base linear may carry LoRA too) and must outlive lo.
+// Errors (nothing attached then): KEEL_ERR_INVALID for bad r/alpha/dropout/
+// init, r above a target's n_in or n_out, an unmatched target, a linear
+// already adapted; KEEL_ERR_NOMEM.
 // The A/B entries occupy tm->p.t[first .. first + 2n) in order
 // A0, B0, A1, B1, ... (first = the number of entries tm->p had before).
 KEEL_INTERNAL keel_status keel_lora_attach(keel_lora *lo, keel_train_model *tm,
@@ -143,8 +152,11 @@ KEEL_INTERNAL keel_status keel_lora_save(const keel_lora *lo, const char *dir, c
 // order for a GGUF base. seed: the dropout masks' seed. Errors name the file
 // and key/tensor: KEEL_ERR_IO, KEEL_ERR_FORMAT (bad JSON, a tensor name that
 // is not a Llama projection's lora_A/lora_B, A without B, shapes that do not
-// match the model and r, non-"none" bias, use_dora, non-empty rank_pattern /
-// alpha_pattern, fan_in_fan_out), KEEL_ERR_NOMEM.
+// match the model and r, non-"none" bias, and the options keel does not
+// implement when set: use_dora, fan_in_fan_out, rank_pattern, alpha_pattern,
+// modules_to_save, lora_bias, layer_replication, trainable_token_indices,
+// target_parameters), KEEL_ERR_NOMEM. A failed load attaches nothing (the
+// entries it may have appended to tm->p stay, unused, zero).
 KEEL_INTERNAL keel_status keel_lora_load(keel_lora *lo, keel_train_model *tm, const char *dir,
                                          uint64_t seed, keel_err *err);
 

@@ -695,6 +695,25 @@ static void test_targets(void) {
     c.use_rslora = true;
     CHECK("rsLoRA attach", keel_lora_attach(&lo, &tm, &c, &err) == KEEL_OK);
     CHECK("rsLoRA scale alpha / sqrt(r)", lo.scale == 2.0f);
+    { // gaussian init: std 1/r
+        keel_train_model tg;
+        keel_lora lg;
+        keel_lora_config cg = cfg7(8, 8);
+        cg.init = KEEL_LORA_GAUSSIAN;
+        CHECK("tm gaussian", keel_train_model_init(&tg, m, sel_none, NULL, &err) == KEEL_OK);
+        CHECK("gaussian attach", keel_lora_attach(&lg, &tg, &cg, &err) == KEEL_OK);
+        double s2 = 0, cnt = 0;
+        for (int i = 0; i < lg.n; i++)
+            for (int64_t k = 0; k < lg.r * lg.mods[i].n_in; k++) s2 += (double)keel_lora_A(&lg, i)[k] * keel_lora_A(&lg, i)[k], cnt++;
+        printf("gaussian init: std %.4f (want 1/r = %.4f) over %.0f values\n", sqrt(s2 / cnt), 1.0 / 8, cnt);
+        CHECK_CLOSE("gaussian init std 1/r", sqrt(s2 / cnt), 1.0 / 8, 0.005);
+        keel_lora_free(&lg);
+        keel_train_model_free(&tg);
+        cg.init = (keel_lora_init)7;
+        CHECK("tm bad init", keel_train_model_init(&tg, m, sel_none, NULL, &err) == KEEL_OK);
+        CHECK("unknown init rejected", keel_lora_attach(&lg, &tg, &cg, &err) == KEEL_ERR_INVALID);
+        keel_train_model_free(&tg);
+    }
     keel_lora lo2;
     CHECK("second LoRA on the same linears rejected",
           keel_lora_attach(&lo2, &tm, &c, &err) == KEEL_ERR_INVALID && strstr(err.msg, "already has an adapter"));
