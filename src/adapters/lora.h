@@ -155,8 +155,7 @@ KEEL_INTERNAL keel_status keel_lora_save(const keel_lora *lo, const char *dir, c
 // match the model and r, non-"none" bias, and the options keel does not
 // implement when set: use_dora, fan_in_fan_out, rank_pattern, alpha_pattern,
 // modules_to_save, lora_bias, layer_replication, trainable_token_indices,
-// target_parameters), KEEL_ERR_NOMEM. A failed load attaches nothing (the
-// entries it may have appended to tm->p stay, unused, zero).
+// target_parameters), KEEL_ERR_NOMEM. A failed load leaves tm unchanged.
 KEEL_INTERNAL keel_status keel_lora_load(keel_lora *lo, keel_train_model *tm, const char *dir,
                                          uint64_t seed, keel_err *err);
 
