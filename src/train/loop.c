@@ -7,6 +7,7 @@
 // resume. Every choice that affects the numbers depends only on the job, the
 // seed and the thread count, so runs repeat bit for bit. docs/train.md.
 #include "train/loop.h"
+#include "adapters/lora.h"
 #include "model/train.h"
 #include "train/train.h"
 
@@ -32,6 +33,8 @@ struct keel_trainer {
     int32_t B, T;
     keel_train_model tm;
     bool tm_ok;
+    keel_lora lora;             // method lora/qlora
+    bool lora_ok;
     keel_train_acts acts;
     keel_adamw opt;
     keel_sched sched;
@@ -102,6 +105,13 @@ static bool in_ranges(const char *r, int layer) {
     }
     return false;
 }
+
+static bool select_none(const char *hf, void *ud) {
+    (void)hf, (void)ud;
+    return false;
+}
+
+static const char *method_name(int m) { return m == 0 ? "full" : m == 1 ? "lora" : "qlora"; }
 
 static bool select_full(const char *hf, void *ud) {
     const keel_train_cfg *c = ud;
@@ -230,9 +240,10 @@ static void permute_rows(float *dst, const float *src, int64_t n_heads, int64_t 
             }
 }
 
-// Heads of a q/k projection name that needs the row map, else 0.
+// Heads of a q/k projection name that needs the row map, else 0 (a LoRA B
+// (n_out, r) has the projection's rows; a LoRA A (r, n_in) does not).
 static int64_t qk_heads(const keel_trainer *t, const char *hf) {
-    if (t->model->rope != KEEL_ROPE_NORM) return 0;
+    if (t->model->rope != KEEL_ROPE_NORM || strstr(hf, ".lora_A.")) return 0;
     if (strstr(hf, ".self_attn.q_proj.")) return t->model->desc.n_head;
     if (strstr(hf, ".self_attn.k_proj.")) return t->model->desc.n_head_kv;
     return 0;
@@ -338,9 +349,9 @@ keel_status keel_trainer_open(const char *job_path, const keel_train_opts *o, ke
                        job_path);
         goto fail;
     }
-    if (c->method != 0) {
-        st = KEEL_FAIL(err, KEEL_ERR_UNSUPPORTED, "%s: key 'method': %s training is not wired into the trainer yet; "
-                       "use method: full", job_path, c->method == 1 ? "lora" : "qlora");
+    if (c->method != 0 && c->lora_init != 0) {
+        st = KEEL_FAIL(err, KEEL_ERR_UNSUPPORTED, "%s: key 'lora.init': only kaiming (PEFT's default) is implemented",
+                       job_path);
         goto fail;
     }
     // The run directory: fresh runs need it absent or empty.
@@ -406,8 +417,24 @@ keel_status keel_trainer_open(const char *job_path, const keel_train_opts *o, ke
     if ((st = keel_sched_check(&t->sched, err))) goto fail;
 
     // Training state.
-    if ((st = keel_train_model_init(&t->tm, t->model, select_full, c, err))) goto fail;
+    // Full: the selected tensors train. LoRA/QLoRA: only the adapters; the base
+    // stays frozen in its stored type (for lora too: the panels dequantize it
+    // inside the matmul, so the numbers are those of an fp32 copy).
+    if ((st = keel_train_model_init(&t->tm, t->model, c->method == 0 ? select_full : select_none, c, err))) goto fail;
     t->tm_ok = true;
+    if (c->method != 0) {
+        keel_lora_config lc = keel_lora_default_config();
+        lc.r = c->lora_r;
+        lc.alpha = c->lora_alpha;
+        lc.dropout = c->lora_dropout;
+        lc.targets = c->lora_targets;
+        lc.n_targets = (size_t)c->n_lora_targets;
+        lc.use_rslora = c->lora_rslora;
+        lc.seed = c->seed;
+        if ((st = keel_lora_attach(&t->lora, &t->tm, &lc, err))) goto fail;
+        t->lora_ok = true;
+        if ((st = keel_lora_reserve(&t->lora, (int64_t)c->batch_size * T, err))) goto fail;
+    }
     if (t->tm.p.n_floats == 0) {
         st = KEEL_FAIL(err, KEEL_ERR_INVALID, "%s: key 'full.trainable': no tensor is trainable after full.freeze and "
                        "full.freeze_layers", job_path);
@@ -441,6 +468,7 @@ void keel_trainer_free(keel_trainer *t) {
     if (t->metrics) fclose(t->metrics);
     keel_train_acts_free(&t->acts);
     keel_adamw_free(&t->opt);
+    if (t->lora_ok) keel_lora_free(&t->lora);
     if (t->tm_ok) keel_train_model_free(&t->tm);
     keel_dataset_free(t->train);
     keel_dataset_free(t->val);
@@ -541,6 +569,8 @@ keel_status keel_trainer_step(keel_trainer *t, keel_train_event *ev, keel_err *e
             tokens += fill_row(t, r, have ? &ex : NULL);
         }
         if (!mask_any(t->mask, N)) continue; // only padding (the end of the last epoch)
+        // LoRA dropout masks: one stream per micro-batch, a function of the position only
+        if (t->lora_ok) keel_lora_set_train(&t->lora, true, (uint64_t)(t->step * t->cfg.grad_accum + a));
         float loss = 0;
         keel_status st = keel_train_forward(&t->tm, &t->acts, t->tok, t->tgt, t->mask, &loss, err);
         if (st) return st;
@@ -575,6 +605,7 @@ keel_status keel_trainer_eval(keel_trainer *t, bool *has_val, double *loss, keel
     *has_val = false;
     *loss = NAN;
     if (!t->val) return KEEL_OK;
+    if (t->lora_ok) keel_lora_set_train(&t->lora, false, 0); // no dropout
     int64_t n = keel_dataset_count(t->val);
     double sum = 0, cnt = 0;
     size_t N = (size_t)t->B * t->T;
@@ -770,9 +801,13 @@ keel_status keel_trainer_save(keel_trainer *t, char *dir_out, size_t cap, keel_e
         goto done;
     }
 #define FILE_IN(nm) (free(f), f = keel_path_join(tmp, nm), f ? KEEL_OK : KEEL_FAIL(err, KEEL_ERR_NOMEM, "checkpoint: out of memory"))
-    if ((st = FILE_IN("model.safetensors")) || (st = write_model(t, f, err))) goto done;
-    if ((st = FILE_IN("config.json")) || (st = write_config(t, f, err))) goto done;
-    if (t->base_is_dir) {
+    if (t->lora_ok) {
+        if ((st = keel_lora_save(&t->lora, tmp, t->cfg.model, err))) goto done;
+    } else {
+        if ((st = FILE_IN("model.safetensors")) || (st = write_model(t, f, err))) goto done;
+        if ((st = FILE_IN("config.json")) || (st = write_config(t, f, err))) goto done;
+    }
+    if (!t->lora_ok && t->base_is_dir) { // PEFT adapters carry no tokenizer
         static const char *const toks[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                            "generation_config.json"};
         for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
@@ -798,9 +833,9 @@ keel_status keel_trainer_save(keel_trainer *t, char *dir_out, size_t cap, keel_e
     snprintf(js, sizeof js,
              "{\n  \"step\": %" PRId64 ",\n  \"total_steps\": %" PRId64 ",\n  \"data_pos\": %" PRId64
              ",\n  \"epoch\": %" PRId64 ",\n  \"tokens\": %" PRId64 ",\n  \"elapsed\": %.3f,\n  \"seed\": %" PRIu64
-             ",\n  \"method\": \"full\",\n  \"format\": \"keel-trainer-state\",\n  \"version\": 1\n}\n",
+             ",\n  \"method\": \"%s\",\n  \"format\": \"keel-trainer-state\",\n  \"version\": 1\n}\n",
              t->step, t->total_steps, t->data_pos, t->data_pos / t->n_train, t->tokens_total, t->elapsed_before,
-             t->cfg.seed);
+             t->cfg.seed, method_name(t->cfg.method));
     if ((st = FILE_IN("trainer_state.json")) || (st = write_text(f, js, err))) goto done;
 #undef FILE_IN
     fsync_dir(tmp);
@@ -823,7 +858,7 @@ done:
 
 // Load the trainable tensors, the optimizer state and the data position from ckpt.
 static keel_status restore(keel_trainer *t, const char *ckpt, keel_err *err) {
-    char *mp = keel_path_join(ckpt, "model.safetensors");
+    char *mp = keel_path_join(ckpt, t->lora_ok ? "adapter_model.safetensors" : "model.safetensors");
     char *op = keel_path_join(ckpt, "optimizer.safetensors");
     keel_safetensors *s = NULL, *o = NULL;
     keel_status st = KEEL_OK;
