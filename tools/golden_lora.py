@@ -83,6 +83,7 @@ def make(repo):
     with open(cpath) as f:
         c = json.load(f)
     c["base_model_name_or_path"] = MODEL
+    c["target_modules"] = sorted(c["target_modules"])  # PEFT writes a set: order varies per run
     with open(cpath, "w") as f:
         json.dump(c, f, indent=2, sort_keys=True)
     rd = os.path.join(out_dir, "README.md")
