@@ -6,6 +6,7 @@
 #   make check      test + asan (what CI runs)
 #   make fuzz       libFuzzer targets (clang), for local exploration
 #   make bench      benchmarks (not tests)
+#   make bench-train  training benchmark: keel vs plain PyTorch (bench/run_train.sh)
 #
 # Optional features: USE_OPENBLAS=auto|0|1, USE_OPENMP=auto|0|1.
 # FAST=1 adds -O3, NATIVE=1 adds -march=native. Tests use the default flags.
@@ -91,7 +92,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 LIB := $(BUILD)/libkeel.a
 KEEL := $(BUILD)/keel
 
-.PHONY: all test asan check fuzz fuzz-libfuzzer fuzz-replay bench clean checksymbols demo
+.PHONY: all test asan check fuzz fuzz-libfuzzer fuzz-replay bench bench-train clean checksymbols demo
 all: $(KEEL) keel
 
 keel: $(KEEL)
@@ -151,6 +152,9 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 
 bench: $(KEEL) $(BENCH_BIN)
 	BUILD=$(BUILD) bash bench/run.sh
+
+bench-train: $(BUILD)/bench/bench_train
+	BUILD=$(BUILD) bash bench/run_train.sh
 
 checksymbols: $(LIB)
 	@bad=$$(nm -g --defined-only $(LIB) | awk 'NF==3 && $$2 ~ /[TDBR]/ {print $$3}' | grep -v '^keel_' || true); \
