@@ -12,6 +12,7 @@
 // for tools/check_train_hf.py, the optional transformers check.
 #include "test.h"
 #include "adapters/lora.h"
+#include "io/io.h"
 #include "model/train.h"
 #include "train/loop.h"
 
@@ -173,6 +174,26 @@ static void test_curve_determinism_resume(void) {
             fclose(f);
         }
     }
+    // token_embd.weight was frozen (GGUF name in full.freeze): exported unchanged;
+    // a trained tensor changed.
+    char ckm[700];
+    snprintf(ckm, sizeof ckm, "%s/checkpoints/step-20/model.safetensors", r1);
+    keel_safetensors *cs = NULL;
+    keel_gguf *gg = NULL;
+    if (keel_st_open(ckm, &cs, &err) == KEEL_OK && keel_gguf_open(g_model, &gg, &err) == KEEL_OK) {
+        const keel_tensor_info *a = keel_st_find_tensor(cs, "model.embed_tokens.weight");
+        const keel_tensor_info *b = keel_gguf_find_tensor(gg, "token_embd.weight");
+        CHECK("frozen embedding exported unchanged", a && b && b->type == KEEL_DTYPE_F32 && a->nbytes == b->nbytes &&
+                                                         !memcmp(a->data, b->data, a->nbytes));
+        a = keel_st_find_tensor(cs, "model.layers.2.mlp.up_proj.weight");
+        b = keel_gguf_find_tensor(gg, "blk.2.ffn_up.weight");
+        CHECK("trained tensor changed", a && b && a->nbytes == b->nbytes && memcmp(a->data, b->data, a->nbytes));
+    } else {
+        CHECK("open checkpoint and base", false);
+    }
+    keel_st_close(cs);
+    keel_gguf_close(gg);
+
     double gl[64], tol = 0;
     int ng = read_golden("tests/golden/stories260k_train_curve.json", gl, 64, &tol);
     CHECK("golden curve present", ng == 20 && tol > 0);
@@ -441,6 +462,48 @@ static void test_lora(void) {
     free(ref);
 }
 
+// Which tensors train: patterns over HF or GGUF names, freeze list, layer ranges.
+static void test_selection(void) {
+    char job[600], rd[600];
+    snprintf(rd, sizeof rd, "%s/sel", g_dir);
+    snprintf(job, sizeof job, "%s/sel.yaml", g_dir);
+    write_job(job, g_model, rd, NULL);
+    const char *sets[] = {"full.trainable=[\"model.layers.*\", output_norm.weight]",
+                          "full.freeze=[\"*.mlp.*\", blk.4.attn_q.weight]", "full.freeze_layers=0-2"};
+    keel_train_opts o = keel_train_default_opts();
+    o.sets = sets;
+    o.n_sets = 3;
+    keel_err err = {0};
+    keel_trainer *t = NULL;
+    keel_status st = keel_trainer_open(job, &o, &t, &err);
+    CHECK("selection: open", st == KEEL_OK);
+    if (st) {
+        fprintf(stderr, "  %s\n", err.msg);
+        return;
+    }
+    keel_train_model *tm = keel_trainer_train_model(t);
+    // layers 3 and 4: 2 norms + 4 attention projections each, minus blk.4.attn_q; + model.norm
+    CHECK("selection: 12 tensors", tm->p.n == 12);
+    bool ok = true;
+    for (int i = 0; i < tm->p.n; i++) {
+        const char *n = tm->p.t[i].name;
+        if (strstr(n, ".mlp.") || strstr(n, "layers.0.") || strstr(n, "layers.1.") || strstr(n, "layers.2.") ||
+            !strcmp(n, "model.layers.4.self_attn.q_proj.weight") || strstr(n, "embed_tokens"))
+            ok = false;
+    }
+    CHECK("selection: frozen ones excluded", ok);
+    CHECK("selection: GGUF name pattern", keel_train_params_find(&tm->p, "model.norm.weight") >= 0);
+    CHECK("selection: layer 3 q_proj trains", keel_train_params_find(&tm->p, "model.layers.3.self_attn.q_proj.weight") >= 0);
+    keel_trainer_free(t);
+    CHECK("selection: open writes nothing", access(rd, F_OK) != 0);
+    const char *none[] = {"full.freeze_layers=0-4", "full.trainable=[\"model.layers.*\"]"};
+    o.sets = none;
+    o.n_sets = 2;
+    st = keel_trainer_open(job, &o, &t, &err);
+    CHECK("selection: nothing trainable is an error", st == KEEL_ERR_INVALID && strstr(err.msg, "full.trainable"));
+    keel_trainer_free(t);
+}
+
 static void test_bad_jobs(void) {
     char job[600], rd[600], p[700];
     keel_err err = {0};
@@ -502,6 +565,7 @@ int main(void) {
         }
     }
     test_bad_jobs();
+    test_selection();
     test_curve_determinism_resume();
     check_roundtrip(g_model, "stories260k", true, NULL, 0);
     check_roundtrip("tests/data/tiny-llama-hf", "tiny-hf", false, NULL, 0);
