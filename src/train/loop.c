@@ -349,11 +349,6 @@ keel_status keel_trainer_open(const char *job_path, const keel_train_opts *o, ke
                        job_path);
         goto fail;
     }
-    if (c->method != 0 && c->lora_init != 0) {
-        st = KEEL_FAIL(err, KEEL_ERR_UNSUPPORTED, "%s: key 'lora.init': only kaiming (PEFT's default) is implemented",
-                       job_path);
-        goto fail;
-    }
     // The run directory: fresh runs need it absent or empty.
     if (!t->resume && keel_path_exists(c->out_dir) && !dir_is_empty(c->out_dir)) {
         st = KEEL_FAIL(err, KEEL_ERR_INVALID, "output.dir '%s' exists and is not empty: use --resume %s to continue "
@@ -431,6 +426,7 @@ keel_status keel_trainer_open(const char *job_path, const keel_train_opts *o, ke
         lc.n_targets = (size_t)c->n_lora_targets;
         lc.use_rslora = c->lora_rslora;
         lc.seed = c->seed;
+        lc.init = c->lora_init == 1 ? KEEL_LORA_GAUSSIAN : KEEL_LORA_KAIMING;
         if ((st = keel_lora_attach(&t->lora, &t->tm, &lc, err))) goto fail;
         t->lora_ok = true;
         if ((st = keel_lora_reserve(&t->lora, (int64_t)c->batch_size * T, err))) goto fail;
