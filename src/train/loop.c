@@ -45,8 +45,10 @@ struct keel_trainer {
     keel_rng rng;               // for stochastic methods (LoRA dropout); saved with checkpoints
     double elapsed_before;      // wall time of the steps before a resume
     int64_t tokens_total;
-    int32_t *tok, *tgt;         // (B, T) batch buffers
+    int32_t *tok, *tgt;         // (B, T) batch buffers (a batch uses (B, T' <= T) of them)
     uint8_t *mask;
+    keel_example *exs;          // (B) the examples of the micro-batch being built
+    bool *have;                 // (B) false: empty row
     FILE *metrics;
     char *resume_ckpt;          // checkpoint directory resumed from
     int64_t last_saved;         // step of the last checkpoint written (-1: none)
@@ -263,9 +265,8 @@ static int32_t max_len(const keel_dataset *d) {
     return m;
 }
 
-// Put example ex (or nothing) in row r of the batch buffers. Returns its tokens.
-static int64_t fill_row(keel_trainer *t, int r, const keel_example *ex) {
-    int32_t T = t->T;
+// Put example ex (or nothing) in row r of the (B, T) batch buffers. Returns its tokens.
+static int64_t fill_row(keel_trainer *t, int r, int32_t T, const keel_example *ex) {
     int32_t *tok = t->tok + (size_t)r * T, *tgt = t->tgt + (size_t)r * T;
     uint8_t *mask = t->mask + (size_t)r * T;
     memset(tok, 0, (size_t)T * sizeof *tok);
@@ -290,6 +291,24 @@ static bool stream_get(keel_trainer *t, int64_t pos, keel_example *ex) {
         t->shuffled_epoch = epoch;
     }
     return keel_dataset_get(t->train, pos % n, ex);
+}
+
+// Lay out a batch of B examples (have[r] false: an empty row) at this batch's
+// own row length, the longest of its examples (>= 2), so rows are padded only
+// to that. The arena of t->acts was carved for (B, t->T) and holds every
+// buffer of a (B, T' <= t->T) batch densely from the same pointers (train.c
+// indexes each by N = B*T', P by (B, NH, T', T'), the RoPE table by
+// position), so only acts.T changes. Returns the non-padding tokens; *N the
+// batch's B*T'.
+static int64_t fill_batch(keel_trainer *t, const keel_example *exs, const bool *have, size_t *N) {
+    int32_t Tb = 2;
+    for (int r = 0; r < t->B; r++)
+        if (have[r] && exs[r].n_tokens > Tb) Tb = exs[r].n_tokens < t->T ? exs[r].n_tokens : t->T;
+    t->acts.T = Tb;
+    int64_t tokens = 0;
+    for (int r = 0; r < t->B; r++) tokens += fill_row(t, r, Tb, have[r] ? &exs[r] : NULL);
+    *N = (size_t)t->B * (size_t)Tb;
+    return tokens;
 }
 
 static bool mask_any(const uint8_t *m, size_t n) {
@@ -447,7 +466,9 @@ keel_status keel_trainer_open(const char *job_path, const keel_train_opts *o, ke
     t->tok = keel_malloc(N * sizeof *t->tok);
     t->tgt = keel_malloc(N * sizeof *t->tgt);
     t->mask = keel_malloc(N);
-    if (!t->tok || !t->tgt || !t->mask) { st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory"); goto fail; }
+    t->exs = keel_calloc((size_t)t->B, sizeof *t->exs);
+    t->have = keel_calloc((size_t)t->B, sizeof *t->have);
+    if (!t->tok || !t->tgt || !t->mask || !t->exs || !t->have) { st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory"); goto fail; }
     keel_rng_seed(&t->rng, c->seed);
     if (t->resume && (st = restore(t, t->resume_ckpt, err))) goto fail;
     free(resume_job);
@@ -473,6 +494,8 @@ void keel_trainer_free(keel_trainer *t) {
     free(t->tok);
     free(t->tgt);
     free(t->mask);
+    free(t->exs);
+    free(t->have);
     free(t->job_path);
     free(t->resume_ckpt);
     free(t);
@@ -555,15 +578,14 @@ keel_status keel_trainer_step(keel_trainer *t, keel_train_event *ev, keel_err *e
     double loss_sum = 0;
     int n_used = 0;
     int64_t tokens = 0;
-    size_t N = (size_t)t->B * t->T;
+    size_t N = 0;
     for (int a = 0; a < t->cfg.grad_accum; a++) {
         for (int r = 0; r < t->B; r++) {
-            keel_example ex;
-            bool have = stream_get(t, t->data_pos, &ex);
-            if (have) ev->epoch = (int32_t)(t->data_pos / t->n_train);
+            t->have[r] = stream_get(t, t->data_pos, &t->exs[r]);
+            if (t->have[r]) ev->epoch = (int32_t)(t->data_pos / t->n_train);
             t->data_pos++;
-            tokens += fill_row(t, r, have ? &ex : NULL);
         }
+        tokens += fill_batch(t, t->exs, t->have, &N);
         if (!mask_any(t->mask, N)) continue; // only padding (the end of the last epoch)
         // LoRA dropout masks: one stream per micro-batch, a function of the position only
         if (t->lora_ok) keel_lora_set_train(&t->lora, true, (uint64_t)(t->step * t->cfg.grad_accum + a));
@@ -604,13 +626,10 @@ keel_status keel_trainer_eval(keel_trainer *t, bool *has_val, double *loss, keel
     if (t->lora_ok) keel_lora_set_train(&t->lora, false, 0); // no dropout
     int64_t n = keel_dataset_count(t->val);
     double sum = 0, cnt = 0;
-    size_t N = (size_t)t->B * t->T;
+    size_t N = 0;
     for (int64_t i = 0; i < n; i += t->B) {
-        for (int r = 0; r < t->B; r++) {
-            keel_example ex;
-            bool have = i + r < n && keel_dataset_get(t->val, i + r, &ex);
-            fill_row(t, r, have ? &ex : NULL);
-        }
+        for (int r = 0; r < t->B; r++) t->have[r] = i + r < n && keel_dataset_get(t->val, i + r, &t->exs[r]);
+        fill_batch(t, t->exs, t->have, &N);
         size_t c = mask_count(t->mask, N);
         if (!c) continue;
         float l = 0;
