@@ -36,6 +36,7 @@ size_t keel_grad_scratch_floats(int64_t max_in, int64_t T) {
 static void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
+    if (keel_sgemm_avx512(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc)) return;
 #ifdef KEEL_USE_OPENBLAS
     if (K > 0) {
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,

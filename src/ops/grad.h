@@ -31,6 +31,13 @@ KEEL_INTERNAL void keel_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, 
                              int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                              int64_t ldc, int n_threads);
 
+// One thread's C = beta*C + op(A)·op(B) with the AVX-512 12x32 kernel of
+// gemm_train.c (sums in k order, independent of how rows are split over
+// threads). Returns false, touching nothing, when the CPU lacks AVX-512.
+KEEL_INTERNAL bool keel_sgemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+                                     int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                                     int64_t ldc);
+
 // ---- linear layer y = x · W^T -------------------------------------------------------
 // Shapes: x (N, n_in), W (n_out, n_in), y (N, n_out).
 // Backward (y_tj = sum_i x_ti W_ji):  dx = dy · W  (N, n_in),  dW += dy^T · x  (n_out, n_in).

@@ -414,7 +414,10 @@ static void test_identity_and_merge(const gold *G) {
         printf("merged vs unmerged: logits max abs %.2e (adapter moves them by %.3f), loss %.7f vs %.7f\n", d, dl,
                lm, lr);
         CHECK("adapter changes the logits", dl > 0.05);
-        CHECK("merged forward = unmerged (1e-5)", d <= 1e-5);
+        // fp32 rounding of two summation orders (W + sBA rounded once vs the branch
+        // added to x W^T): 8e-6 with OpenBLAS's sgemm, 1.1e-5 with the AVX-512 kernel
+        // of ops/gemm_train.c, on logits of magnitude ~10.
+        CHECK("merged forward = unmerged (2e-5)", d <= 2e-5);
         CHECK_CLOSE("merged loss = unmerged", lm, lr, 1e-5);
         for (int i = 0; i < R.lo.n; i++) {
             char nm[96];
