@@ -368,11 +368,18 @@ void keel_op_linear_fwd_q(float *y, const float *x, const keel_wmat *w, int64_t 
     int nt = s->n_threads < 1 ? 1 : s->n_threads;
     (void)nt;
     KEEL_ASSERT(s->per_thread >= (size_t)KEEL_GRAD_PANEL * (size_t)n_in);
-    int64_t n_panels = (n_out + KEEL_GRAD_PANEL - 1) / KEEL_GRAD_PANEL;
     // Panels of output rows are independent: each thread dequantizes its own.
+    // Panel height: at most KEEL_GRAD_PANEL, a multiple of 16, and a panel
+    // count that is a multiple of the thread count (576 rows on 2 threads:
+    // 4 x 144, not 256 + 256 + 64).
+    int64_t per = (n_out + (int64_t)nt * KEEL_GRAD_PANEL - 1) / ((int64_t)nt * KEEL_GRAD_PANEL) * nt;
+    int64_t P = (n_out + per - 1) / per;
+    P = (P + 15) / 16 * 16;
+    if (P > KEEL_GRAD_PANEL) P = KEEL_GRAD_PANEL;
+    int64_t n_panels = (n_out + P - 1) / P;
 KEEL_OMP(parallel for num_threads(nt) schedule(static))
     for (int64_t p = 0; p < n_panels; p++) {
-        int64_t r0 = p * KEEL_GRAD_PANEL, np = n_out - r0 < KEEL_GRAD_PANEL ? n_out - r0 : KEEL_GRAD_PANEL;
+        int64_t r0 = p * P, np = n_out - r0 < P ? n_out - r0 : P;
         float *panel = s->buf + (size_t)thread_id() * s->per_thread; // (np, n_in)
         for (int64_t r = 0; r < np; r++)
             keel_dequant_row(w->type, w->data + (size_t)(r0 + r) * w->row_bytes, panel + r * n_in, n_in);

@@ -16,7 +16,7 @@
 #include "ops/ops.h"
 
 // Rows of a frozen weight dequantized at a time by keel_op_linear_bwd_dx_q.
-#define KEEL_GRAD_PANEL 64
+#define KEEL_GRAD_PANEL 256 // = gemm_train.c's inner block: one pass over C per block
 
 // Floats per thread the kernels below need for inner dims up to max_in and
 // sequences up to T (attention backward keeps one (T, T) block of dS).
