@@ -348,18 +348,6 @@ void keel_lora_merge(const keel_lora *lo, int i, float *W, float sign) {
 
 // ---- GGUF row order -----------------------------------------------------------------------
 
-// Rows of q_proj/k_proj from a GGUF are in Meta order: keel row h*hd + 2i + j
-// holds HF row h*hd + j*hd/2 + i. to_hf: dst (HF) from src (keel); else back.
-static void permute_rows(float *dst, const float *src, int64_t n_rows, int64_t cols, int64_t hd, bool to_hf) {
-    for (int64_t h = 0; h < n_rows / hd; h++)
-        for (int64_t i = 0; i < hd / 2; i++)
-            for (int64_t j = 0; j < 2; j++) {
-                int64_t km = h * hd + 2 * i + j, hf = h * hd + j * (hd / 2) + i;
-                int64_t d = to_hf ? hf : km, s = to_hf ? km : hf;
-                memcpy(dst + d * cols, src + s * cols, (size_t)cols * sizeof(float));
-            }
-}
-
 static bool permuted(const keel_lora *lo, const keel_lora_mod *md) {
     return lo->gguf_rows && (md->proj == KEEL_LORA_Q || md->proj == KEEL_LORA_K);
 }
@@ -389,7 +377,7 @@ keel_status keel_lora_save(const keel_lora *lo, const char *dir, const char *bas
                 st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "LoRA save: out of memory");
                 goto done;
             }
-            permute_rows(tmp[i], B, md->n_out, lo->r, lo->tm->m->head_dim, true);
+            keel_qk_rows_permute(tmp[i], B, md->n_out, lo->tm->m->head_dim, lo->r, true);
             B = tmp[i];
         }
         for (int ab = 0; ab < 2; ab++) {
@@ -617,7 +605,7 @@ keel_status keel_lora_load(keel_lora *lo, keel_train_model *tm, const char *dir,
         if (permuted(lo, md)) { // HF rows -> Meta order, through the gradient slice as scratch (zero after)
             float *g = grad_B(lo, i);
             memcpy(g, B, (size_t)(r * md->n_out) * sizeof(float));
-            permute_rows(B, g, md->n_out, r, tm->m->head_dim, false);
+            keel_qk_rows_permute(B, g, md->n_out, tm->m->head_dim, r, false);
             memset(g, 0, (size_t)(r * md->n_out) * sizeof(float));
         }
     }

@@ -196,4 +196,10 @@ KEEL_INTERNAL void keel_tlinear_fwd(const keel_tlinear *l, float *y, const float
 KEEL_INTERNAL void keel_tlinear_bwd(const keel_tlinear *l, float *dx, const float *dy, const float *x,
                                     int64_t N, bool dx_acc, const keel_ops_scratch *s);
 
+// Copy the (n_rows, cols) rows of a q_proj/k_proj-shaped matrix between
+// GGUF's Meta order and HF's order (heads of hd rows; to_hf: src is Meta
+// order). dst and src must not overlap. qk_order.c.
+KEEL_INTERNAL void keel_qk_rows_permute(float *dst, const float *src, int64_t n_rows, int64_t hd,
+                                        int64_t cols, bool to_hf);
+
 #endif // KEEL_MODEL_TRAIN_H

@@ -230,18 +230,7 @@ static char *latest_checkpoint(const char *run_dir, int64_t *step_out) {
 }
 
 // ---- q/k row order ------------------------------------------------------------------------
-// From a GGUF the q_proj/k_proj rows are in Meta order: row h*hd + 2i + j
-// holds HF row h*hd + j*hd/2 + i (model/train.h). to_hf maps GGUF -> HF.
-static void permute_rows(float *dst, const float *src, int64_t n_heads, int64_t hd, int64_t cols, bool to_hf) {
-    for (int64_t h = 0; h < n_heads; h++)
-        for (int64_t i = 0; i < hd / 2; i++)
-            for (int64_t j = 0; j < 2; j++) {
-                int64_t g = h * hd + 2 * i + j, f = h * hd + j * (hd / 2) + i;
-                int64_t from = to_hf ? g : f, to = to_hf ? f : g;
-                memcpy(dst + to * cols, src + from * cols, (size_t)cols * sizeof(float));
-            }
-}
-
+// From a GGUF the q_proj/k_proj rows are in Meta order (keel_qk_rows_permute maps them).
 // Heads of a q/k projection name that needs the row map, else 0 (a LoRA B
 // (n_out, r) has the projection's rows; a LoRA A (r, n_in) does not).
 static int64_t qk_heads(const keel_trainer *t, const char *hf) {
@@ -733,7 +722,7 @@ static keel_status write_model(keel_trainer *t, const char *path, keel_err *err)
                 }                                                                                      \
                 if (heads) {                                                                           \
                     float *dst = buf + (src == buf ? rows * cols : 0);                                 \
-                    permute_rows(dst, src, heads, m->head_dim, cols, true);                            \
+                    keel_qk_rows_permute(dst, src, heads * m->head_dim, m->head_dim, cols, true);                            \
                     src = dst;                                                                         \
                 }                                                                                      \
             }                                                                                          \
@@ -897,7 +886,7 @@ static keel_status restore(keel_trainer *t, const char *ckpt, keel_err *err) {
             float *tmp = keel_malloc((size_t)(p->rows * p->cols) * sizeof(float));
             if (!tmp) { st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "resume: out of memory"); goto done; }
             memcpy(tmp, ti->data, ti->nbytes);
-            permute_rows(w, tmp, heads, t->model->head_dim, p->cols, false);
+            keel_qk_rows_permute(w, tmp, heads * t->model->head_dim, t->model->head_dim, p->cols, false);
             free(tmp);
         } else {
             memcpy(w, ti->data, ti->nbytes);
