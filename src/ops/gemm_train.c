@@ -4,11 +4,11 @@
 // frozen weights) in all three shapes of a linear layer: y = x·W^T (B
 // transposed), dx = dy·W (plain), dW += dy^T·x (A transposed), and the
 // attention products. Each 32-column strip of op(B) is packed per block of
-// KC inner indices into a (KC, 32) buffer on the stack (a gather for B
-// transposed); then a 12x32 register tile (24 zmm accumulators, the BLIS
-// micro-kernel idea, https://github.com/flame/blis) walks all rows of C,
-// reading op(A) in place by broadcasts: 12 row pointers for plain A, 12
-// consecutive floats per k for transposed A. Every element of C sums its
+// KC inner indices into a (KC, 32) buffer on the stack (a transpose for B
+// transposed), blocks of MC rows of op(A) into panels of 12 rows, (KC, 12)
+// each, in a per-thread buffer; a 12x32 register tile (24 zmm accumulators,
+// the BLIS micro-kernel idea, https://github.com/flame/blis) then broadcasts
+// from one contiguous A stream against the L1-resident B strip. Every element of C sums its
 // products in k order, blocks of KC in turn, whatever M and the thread split:
 // results do not depend on the thread count. Declared in ops/grad.h.
 #include "ops/grad.h"
@@ -19,6 +19,7 @@
 #define KC 256 // inner indices per packed strip: (KC, 32) floats = 32 KiB, L1-resident
 #define GN 32  // columns per strip (two zmm)
 #define GM 12  // rows per register tile
+#define MC 192 // rows of op(A) packed at a time: (MC, KC) floats = 192 KiB, L2-resident
 
 #define AVX512 __attribute__((target("avx512f,avx2,fma")))
 
@@ -36,38 +37,46 @@ AVX512 static void pack_b(float *bp, bool tb, const float *B, int64_t ldb, int64
         return;
     }
     // op(B) = B^T, B (N, K): column t of the strip is row j0+t of B
-    if (nr < GN) memset(bp, 0, (size_t)kc * GN * sizeof(float));
-    for (int t = 0; t < nr; t++) {
-        const float *b = B + (j0 + t) * ldb + k0;
-        for (int64_t k = 0; k < kc; k++) bp[k * GN + t] = b[k];
+    if (ldb > INT32_MAX / GN) { // gather offsets are 32-bit
+        if (nr < GN) memset(bp, 0, (size_t)kc * GN * sizeof(float));
+        for (int t = 0; t < nr; t++) {
+            const float *b = B + (j0 + t) * ldb + k0;
+            for (int64_t k = 0; k < kc; k++) bp[k * GN + t] = b[k];
+        }
+        return;
+    }
+    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    __m512i idx0 = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)ldb));
+    __m512i idx1 = _mm512_add_epi32(idx0, _mm512_set1_epi32((int)(16 * ldb)));
+    __m512 z = _mm512_setzero_ps();
+    const float *b = B + j0 * ldb + k0;
+    for (int64_t k = 0; k < kc; k++) {
+        _mm512_store_ps(bp + k * GN, _mm512_mask_i32gather_ps(z, m0, idx0, b + k, 4));
+        _mm512_store_ps(bp + k * GN + 16, _mm512_mask_i32gather_ps(z, m1, idx1, b + k, 4));
     }
 }
 
-// c (mr, nr) (row stride ldc) = sum_k ... + (load ? cs*c : 0): a(r, k) * bp[k][*],
-// a(r, k) = a[r*rs + k*ks]; rows r >= mr read row mr-1 (valid memory) and are
-// not stored.
-AVX512 static void kernel_12x32(int64_t kc, const float *a, int64_t rs, int64_t ks, const float *bp, float *c,
-                                int64_t ldc, int mr, int nr, bool load, float cs) {
+// c (mr, nr) (row stride ldc) = sum_k ap[k][r] * bp[k][*] + (load ? cs*c : 0);
+// ap (kc, GM) is a packed panel of op(A) (rows >= mr are zero), bp (kc, GN).
+AVX512 static void kernel_12x32(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, int mr,
+                                int nr, bool load, float cs) {
     __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
     __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
-    const float *p[GM];
-    for (int r = 0; r < GM; r++) p[r] = a + (int64_t)(r < mr ? r : mr - 1) * rs;
-    const float *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3], *p4 = p[4], *p5 = p[5];
-    const float *p6 = p[6], *p7 = p[7], *p8 = p[8], *p9 = p[9], *pA = p[10], *pB = p[11];
     __m512 a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51;
     __m512 a60, a61, a70, a71, a80, a81, a90, a91, aA0, aA1, aB0, aB1;
     __m512 vcs = _mm512_set1_ps(cs), z = _mm512_setzero_ps();
     a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = a40 = a41 = a50 = a51 = z;
     a60 = a61 = a70 = a71 = a80 = a81 = a90 = a91 = aA0 = aA1 = aB0 = aB1 = z;
-    int64_t kk = 0;
-    for (int64_t k = 0; k < kc; k++, kk += ks) {
+    for (int64_t k = 0; k < kc; k++, ap += GM) {
         __m512 b0 = _mm512_load_ps(bp + k * GN), b1 = _mm512_load_ps(bp + k * GN + 16), v;
-#define ROW(i, pi)                                 \
-    v = _mm512_set1_ps(pi[kk]);                    \
+#define ROW(i, n)                                  \
+    v = _mm512_set1_ps(ap[n]);                     \
     a##i##0 = _mm512_fmadd_ps(v, b0, a##i##0);     \
     a##i##1 = _mm512_fmadd_ps(v, b1, a##i##1);
-        ROW(0, p0) ROW(1, p1) ROW(2, p2) ROW(3, p3) ROW(4, p4) ROW(5, p5)
-        ROW(6, p6) ROW(7, p7) ROW(8, p8) ROW(9, p9) ROW(A, pA) ROW(B, pB)
+        ROW(0, 0) ROW(1, 1) ROW(2, 2) ROW(3, 3) ROW(4, 4) ROW(5, 5)
+        ROW(6, 6) ROW(7, 7) ROW(8, 8) ROW(9, 9) ROW(A, 10) ROW(B, 11)
 #undef ROW
     }
     // c = products + cs * c (BLAS's order: the sum first, then the old C)
@@ -85,9 +94,42 @@ AVX512 static void kernel_12x32(int64_t kc, const float *a, int64_t rs, int64_t 
 #undef STORE
 }
 
+// ap: the panels of op(A)[i0 .. i0+mc, k0 .. k0+kc), each (kc, GM), rows past
+// mc zero: the kernel's broadcasts then read one contiguous stream.
+AVX512 static void pack_a(float *ap, bool ta, const float *A, int64_t lda, int64_t i0, int64_t mc, int64_t k0,
+                          int64_t kc) {
+    __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                     _mm512_set1_epi32(lda <= INT32_MAX / GM ? (int)lda : 0));
+    for (int64_t p0 = 0; p0 < mc; p0 += GM, ap += kc * GM) {
+        int mr = (int)(mc - p0 < GM ? mc - p0 : GM);
+        if (mr < GM) memset(ap, 0, (size_t)(kc * GM) * sizeof(float));
+        if (ta) { // op(A) = A^T, A (K, M): GM consecutive floats per k
+            for (int64_t k = 0; k < kc; k++)
+                memcpy(ap + k * GM, A + (k0 + k) * lda + i0 + p0, (size_t)mr * sizeof(float));
+        } else if (lda <= INT32_MAX / GM) { // one 12-lane gather per k (rows i0+p0 .. +mr)
+            __mmask16 m = (__mmask16)((1u << mr) - 1);
+            const float *a = A + (i0 + p0) * lda + k0;
+            for (int64_t k = 0; k < kc; k++)
+                _mm512_mask_storeu_ps(ap + k * GM, m, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, a + k, 4));
+        } else {
+            for (int r = 0; r < mr; r++) {
+                const float *a = A + (i0 + p0 + r) * lda + k0;
+                for (int64_t k = 0; k < kc; k++) ap[k * GM + r] = a[k];
+            }
+        }
+    }
+}
+
+// The packed-A buffer of the calling thread, (MC, KC) floats: allocated on its
+// first call and kept for the thread's life (the training loop calls this
+// thousands of times a step; see PERF-NOTES on first-touch cost).
+static _Thread_local float *tl_apack;
+
 bool keel_sgemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (!(keel_cpu_features() & KEEL_CPU_AVX512)) return false;
+    if (!tl_apack) tl_apack = keel_malloc_aligned((size_t)MC * KC * sizeof(float));
+    if (!tl_apack) return false; // out of memory: the caller's other paths
     if (M <= 0 || N <= 0) return true;
     if (K <= 0) {
         for (int64_t i = 0; i < M; i++) {
@@ -99,18 +141,21 @@ bool keel_sgemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const 
         return true;
     }
     float bp[KC * GN] __attribute__((aligned(64)));
-    // a(i, k) of op(A): row stride rs, inner stride ks
-    const int64_t rs = ta ? 1 : lda, ks = ta ? lda : 1;
-    for (int64_t j0 = 0; j0 < N; j0 += GN) {
-        int nr = (int)(N - j0 < GN ? N - j0 : GN);
-        for (int64_t k0 = 0; k0 < K; k0 += KC) {
-            int64_t kc = K - k0 < KC ? K - k0 : KC;
-            pack_b(bp, tb, B, ldb, k0, kc, j0, nr);
-            bool load = k0 > 0 || beta != 0.0f;
-            float cs = k0 > 0 ? 1.0f : beta;
-            for (int64_t i0 = 0; i0 < M; i0 += GM) {
-                int mr = (int)(M - i0 < GM ? M - i0 : GM);
-                kernel_12x32(kc, A + i0 * rs + k0 * ks, rs, ks, bp, C + i0 * ldc + j0, ldc, mr, nr, load, cs);
+    float *ap = tl_apack;
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        int64_t kc = K - k0 < KC ? K - k0 : KC;
+        bool load = k0 > 0 || beta != 0.0f;
+        float cs = k0 > 0 ? 1.0f : beta;
+        for (int64_t i0 = 0; i0 < M; i0 += MC) {
+            int64_t mc = M - i0 < MC ? M - i0 : MC;
+            pack_a(ap, ta, A, lda, i0, mc, k0, kc);
+            for (int64_t j0 = 0; j0 < N; j0 += GN) {
+                int nr = (int)(N - j0 < GN ? N - j0 : GN);
+                pack_b(bp, tb, B, ldb, k0, kc, j0, nr);
+                for (int64_t p0 = 0; p0 < mc; p0 += GM) {
+                    int mr = (int)(mc - p0 < GM ? mc - p0 : GM);
+                    kernel_12x32(kc, ap + (p0 / GM) * kc * GM, bp, C + (i0 + p0) * ldc + j0, ldc, mr, nr, load, cs);
+                }
             }
         }
     }
