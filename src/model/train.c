@@ -310,7 +310,10 @@ keel_status keel_train_acts_init(keel_train_acts *a, const keel_train_model *tm,
     int64_t hd = tm->m->head_dim, max_in = d->n_embd;
     if (d->n_head * hd > max_in) max_in = d->n_head * hd;
     if (d->n_ff > max_in) max_in = d->n_ff;
-    keel_status st = keel_ops_scratch_init(&a->ops, tm->n_threads, keel_grad_scratch_floats(max_in, T), 0, err);
+    // shared: x packed once for keel_matmul (the linear forwards, grad.h)
+    size_t per = keel_grad_scratch_floats(max_in, T), mm = keel_matmul_scratch_floats(max_in);
+    keel_status st = keel_ops_scratch_init(&a->ops, tm->n_threads, per > mm ? per : mm,
+                                           keel_matmul_shared_floats((int64_t)B * T, max_in), err);
     if (st) {
         keel_train_acts_free(a);
         return st;
@@ -331,8 +334,9 @@ void keel_train_acts_free(keel_train_acts *a) {
 // ---- linear layer (the LoRA hook) ---------------------------------------------------------------
 
 void keel_tlinear_fwd(const keel_tlinear *l, float *y, const float *x, int64_t N, const keel_ops_scratch *s) {
-    if (l->w) keel_op_linear_fwd_f32(y, x, l->w, N, l->base.n_in, l->base.n_out, s->n_threads);
-    else keel_op_linear_fwd_q(y, x, &l->base, N, s);
+    // trainable weights too: base is an F32 view of params.w, and fwd_q's
+    // matmul path (x packed once) beats the general GEMM here
+    keel_op_linear_fwd_q(y, x, &l->base, N, s);
     if (l->adapter) l->adapter->fwd(l->adapter, y, x, N, s); // y += s * (x A^T) B^T (adapters/lora.c)
 }
 

@@ -367,6 +367,14 @@ void keel_op_linear_fwd_q(float *y, const float *x, const keel_wmat *w, int64_t 
     const int64_t n_in = w->n_in, n_out = w->n_out;
     int nt = s->n_threads < 1 ? 1 : s->n_threads;
     (void)nt;
+    // With a shared buffer for x, the inference matmul (matmul.c: x packed
+    // once, 12 weight rows dequantized into L1 per tile, fp32 sums in k
+    // order per output whatever the thread count) is the faster path.
+    if (s->shared && s->shared_floats >= keel_matmul_shared_floats(N, n_in) &&
+        s->per_thread >= keel_matmul_scratch_floats(n_in) && s->prec == KEEL_PREC_FP32) {
+        keel_matmul(y, x, w, N, s);
+        return;
+    }
     KEEL_ASSERT(s->per_thread >= (size_t)KEEL_GRAD_PANEL * (size_t)n_in);
     // Panels of output rows are independent: each thread dequantizes its own.
     // Panel height: at most KEEL_GRAD_PANEL, a multiple of 16, and a panel

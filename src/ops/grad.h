@@ -46,8 +46,10 @@ KEEL_INTERNAL bool keel_sgemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int
 
 KEEL_INTERNAL void keel_op_linear_fwd_f32(float *y, const float *x, const float *W, int64_t N,
                                           int64_t n_in, int64_t n_out, int n_threads);
-// The same forward with W frozen in its stored type: panels of
-// KEEL_GRAD_PANEL rows dequantized per thread (scratch as below).
+// The same forward with W in its stored type (any type, F32 too): through
+// keel_matmul when s has a shared buffer of keel_matmul_shared_floats(N, n_in)
+// floats (and s->prec is FP32), else panels of KEEL_GRAD_PANEL rows
+// dequantized per thread (scratch as below).
 KEEL_INTERNAL void keel_op_linear_fwd_q(float *y, const float *x, const keel_wmat *w, int64_t N,
                                         const keel_ops_scratch *s);
 // dx (= or += when dx_acc) and dW (+=); either may be NULL (a frozen weight
