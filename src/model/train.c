@@ -348,6 +348,88 @@ void keel_tlinear_bwd(const keel_tlinear *l, float *dx, const float *dy, const f
     if (l->adapter) l->adapter->bwd(l->adapter, dx, dy, x, N, s);
 }
 
+// ---- row-parallel elementwise steps --------------------------------------------------------------
+// The per-row / per-element ops of grad.h run serially; here their rows are
+// split over the team in contiguous chunks. Every element is computed by the
+// same code whatever the split, so results do not depend on the thread count.
+// (Serial they were ~10% of a 1-thread SmolLM2 step, twice that share with 2.)
+
+// Rows [r0, r1) of chunk c of nc over N rows.
+static void chunk(int64_t N, int c, int nc, int64_t *r0, int64_t *r1) {
+    *r0 = N * c / nc, *r1 = N * (c + 1) / nc;
+}
+
+static int team(const keel_ops_scratch *s, int64_t work) {
+    return work < 65536 || s->n_threads < 1 ? 1 : s->n_threads;
+}
+
+static void par_rmsnorm_fwd(float *y, float *r, const float *x, const float *w, int64_t N, int64_t C, float eps,
+                            const keel_ops_scratch *s) {
+    int nt = team(s, N * C);
+    (void)nt;
+KEEL_OMP(parallel for num_threads(nt) schedule(static))
+    for (int c = 0; c < nt; c++) {
+        int64_t r0, r1;
+        chunk(N, c, nt, &r0, &r1);
+        keel_op_rmsnorm_train_fwd(y + r0 * C, r + r0, x + r0 * C, w, r1 - r0, C, eps);
+    }
+}
+
+// dx rows in parallel; dw (when trainable) serially in row order, as the
+// serial kernel adds it.
+static void par_rmsnorm_bwd_acc(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                                const float *r, int64_t N, int64_t C, const keel_ops_scratch *s) {
+    int nt = team(s, N * C);
+    (void)nt;
+KEEL_OMP(parallel for num_threads(nt) schedule(static))
+    for (int c = 0; c < nt; c++) {
+        int64_t r0, r1;
+        chunk(N, c, nt, &r0, &r1);
+        keel_op_rmsnorm_bwd_acc(dx + r0 * C, NULL, dy + r0 * C, x + r0 * C, w, r + r0, r1 - r0, C);
+    }
+    if (dw)
+        for (int64_t n = 0; n < N; n++) {
+            const float *xr = x + n * C, *gr = dy + n * C;
+            float rn = r[n];
+            for (int64_t i = 0; i < C; i++) dw[i] += gr[i] * xr[i] * rn;
+        }
+}
+
+static void par_swiglu_fwd(float *y, const float *g, const float *u, int64_t n, const keel_ops_scratch *s) {
+    int nt = team(s, n);
+    (void)nt;
+KEEL_OMP(parallel for num_threads(nt) schedule(static))
+    for (int c = 0; c < nt; c++) {
+        int64_t i0, i1;
+        chunk(n, c, nt, &i0, &i1);
+        keel_op_swiglu_train_fwd(y + i0, g + i0, u + i0, i1 - i0);
+    }
+}
+
+static void par_swiglu_bwd(float *dg, float *du, const float *dy, const float *g, const float *u, int64_t n,
+                           const keel_ops_scratch *s) {
+    int nt = team(s, n);
+    (void)nt;
+KEEL_OMP(parallel for num_threads(nt) schedule(static))
+    for (int c = 0; c < nt; c++) {
+        int64_t i0, i1;
+        chunk(n, c, nt, &i0, &i1);
+        keel_op_swiglu_bwd(dg + i0, du + i0, dy + i0, g + i0, u + i0, i1 - i0);
+    }
+}
+
+// y += x over n floats
+static void par_add(float *y, const float *x, int64_t n, const keel_ops_scratch *s) {
+    int nt = team(s, n);
+    (void)nt;
+KEEL_OMP(parallel for num_threads(nt) schedule(static))
+    for (int c = 0; c < nt; c++) {
+        int64_t i0, i1;
+        chunk(n, c, nt, &i0, &i1);
+        for (int64_t i = i0; i < i1; i++) y[i] += x[i];
+    }
+}
+
 // ---- forward -------------------------------------------------------------------------------------
 
 keel_status keel_train_forward(const keel_train_model *tm, keel_train_acts *a, const int32_t *tokens,
@@ -377,7 +459,7 @@ keel_status keel_train_forward(const keel_train_model *tm, keel_train_acts *a, c
         keel_tacts_layer *A = &a->L[l];
         float *xout = l + 1 < d->n_layer ? a->L[l + 1].x : a->xf;
 
-        keel_op_rmsnorm_train_fwd(A->xn1, A->r1, A->x, W->attn_norm.w, N, C, d->norm_eps);
+        par_rmsnorm_fwd(A->xn1, A->r1, A->x, W->attn_norm.w, N, C, d->norm_eps, s);
         keel_tlinear_fwd(&W->wq, A->q, A->xn1, N, s);
         keel_tlinear_fwd(&W->wk, A->k, A->xn1, N, s);
         keel_tlinear_fwd(&W->wv, A->v, A->xn1, N, s);
@@ -385,16 +467,16 @@ keel_status keel_train_forward(const keel_train_model *tm, keel_train_acts *a, c
         keel_op_rope_train(A->k, a->cs, B, T, NKV, hd, d->n_rot, m->rope, false);
         keel_op_attention_train_fwd(A->att, A->P, A->q, A->k, A->v, B, T, NH, NKV, hd, s->n_threads);
         keel_tlinear_fwd(&W->wo, A->xm, A->att, N, s);
-        for (int64_t i = 0; i < N * C; i++) A->xm[i] += A->x[i];
+        par_add(A->xm, A->x, N * C, s);
 
-        keel_op_rmsnorm_train_fwd(A->xn2, A->r2, A->xm, W->ffn_norm.w, N, C, d->norm_eps);
+        par_rmsnorm_fwd(A->xn2, A->r2, A->xm, W->ffn_norm.w, N, C, d->norm_eps, s);
         keel_tlinear_fwd(&W->w_gate, A->g, A->xn2, N, s);
         keel_tlinear_fwd(&W->w_up, A->u, A->xn2, N, s);
-        keel_op_swiglu_train_fwd(A->h, A->g, A->u, N * F);
+        par_swiglu_fwd(A->h, A->g, A->u, N * F, s);
         keel_tlinear_fwd(&W->w_down, xout, A->h, N, s);
-        for (int64_t i = 0; i < N * C; i++) xout[i] += A->xm[i];
+        par_add(xout, A->xm, N * C, s);
     }
-    keel_op_rmsnorm_train_fwd(a->xnf, a->rf, a->xf, tm->output_norm.w, N, C, d->norm_eps);
+    par_rmsnorm_fwd(a->xnf, a->rf, a->xf, tm->output_norm.w, N, C, d->norm_eps, s);
     keel_tlinear_fwd(&tm->output, a->logits, a->xnf, N, s);
     a->loss = keel_op_xent_fwd(a->lse, a->logits, a->targets, a->mask, N, V, s->n_threads);
     if (loss) *loss = a->loss;
@@ -415,17 +497,17 @@ void keel_train_backward(keel_train_model *tm, keel_train_acts *a) {
     keel_op_xent_bwd(a->logits, a->logits, a->lse, a->targets, a->mask, N, V, 1.0f, s->n_threads);
     keel_tlinear_bwd(&tm->output, a->dxn, a->logits, a->xnf, N, false, s);
     memset(a->dres, 0, (size_t)(N * C) * sizeof(float));
-    keel_op_rmsnorm_bwd_acc(a->dres, tm->output_norm.dw, a->dxn, a->xf, tm->output_norm.w, a->rf, N, C);
+    par_rmsnorm_bwd_acc(a->dres, tm->output_norm.dw, a->dxn, a->xf, tm->output_norm.w, a->rf, N, C, s);
 
     for (int l = d->n_layer - 1; l >= 0; l--) {
         const keel_tlayer *W = &tm->layers[l];
         const keel_tacts_layer *A = &a->L[l];
         // feed-forward: xout = xm + down(swiglu(gate(xn2), up(xn2))); dres = d xout
         keel_tlinear_bwd(&W->w_down, a->dh, a->dres, A->h, N, false, s);
-        keel_op_swiglu_bwd(a->dg, a->du, a->dh, A->g, A->u, N * F);
+        par_swiglu_bwd(a->dg, a->du, a->dh, A->g, A->u, N * F, s);
         keel_tlinear_bwd(&W->w_gate, a->dxn, a->dg, A->xn2, N, false, s);
         keel_tlinear_bwd(&W->w_up, a->dxn, a->du, A->xn2, N, true, s);
-        keel_op_rmsnorm_bwd_acc(a->dres, W->ffn_norm.dw, a->dxn, A->xm, W->ffn_norm.w, A->r2, N, C);
+        par_rmsnorm_bwd_acc(a->dres, W->ffn_norm.dw, a->dxn, A->xm, W->ffn_norm.w, A->r2, N, C, s);
         // attention: xm = x + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))); dres = d xm
         keel_tlinear_bwd(&W->wo, a->datt, a->dres, A->att, N, false, s);
         keel_op_attention_bwd(a->dq, a->dk, a->dv, a->datt, A->P, A->q, A->k, A->v, B, T, NH, NKV, hd, s);
@@ -434,7 +516,7 @@ void keel_train_backward(keel_train_model *tm, keel_train_acts *a) {
         keel_tlinear_bwd(&W->wq, a->dxn, a->dq, A->xn1, N, false, s);
         keel_tlinear_bwd(&W->wk, a->dxn, a->dk, A->xn1, N, true, s);
         keel_tlinear_bwd(&W->wv, a->dxn, a->dv, A->xn1, N, true, s);
-        keel_op_rmsnorm_bwd_acc(a->dres, W->attn_norm.dw, a->dxn, A->x, W->attn_norm.w, A->r1, N, C);
+        par_rmsnorm_bwd_acc(a->dres, W->attn_norm.dw, a->dxn, A->x, W->attn_norm.w, A->r1, N, C, s);
     }
     if (tm->tok_embd.dw) keel_op_embed_bwd(tm->tok_embd.dw, a->dres, a->tokens, N, C);
 }
