@@ -15,6 +15,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#include <stdatomic.h>
 
 #define KC 256 // inner indices per packed strip: (KC, 32) floats = 32 KiB, L1-resident
 #define GN 32  // columns per strip (two zmm)
@@ -121,16 +122,36 @@ AVX512 static void pack_a(float *ap, bool ta, const float *A, int64_t lda, int64
 }
 
 // The packed-A buffer of the calling thread, (MC, KC) floats: allocated on its
-// first call and kept for the thread's life (the training loop calls this
-// thousands of times a step; see PERF-NOTES on first-touch cost).
+// first call and kept (the training loop calls this thousands of times a
+// step; PERF-NOTES: fresh memory is slow to touch). Every buffer is also
+// recorded in a global table, so it stays reachable (LeakSanitizer) for the
+// life of the process; threads beyond the table's size allocate per call.
+#define POOL_MAX 1024
 static _Thread_local float *tl_apack;
+static float *pool[POOL_MAX];
+static atomic_int pool_n;
+
+static float *apack_buffer(bool *temp) {
+    *temp = false;
+    if (tl_apack) return tl_apack;
+    float *b = keel_malloc_aligned((size_t)MC * KC * sizeof(float));
+    if (!b) return NULL;
+    int slot = atomic_fetch_add(&pool_n, 1);
+    if (slot >= POOL_MAX) {
+        *temp = true;
+        return b;
+    }
+    pool[slot] = b;
+    return tl_apack = b;
+}
 
 bool keel_sgemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (!(keel_cpu_features() & KEEL_CPU_AVX512)) return false;
-    if (!tl_apack) tl_apack = keel_malloc_aligned((size_t)MC * KC * sizeof(float));
-    if (!tl_apack) return false; // out of memory: the caller's other paths
     if (M <= 0 || N <= 0) return true;
+    bool temp;
+    float *ap = apack_buffer(&temp);
+    if (!ap) return false; // out of memory: the caller's other paths
     if (K <= 0) {
         for (int64_t i = 0; i < M; i++) {
             float *c = C + i * ldc;
@@ -138,10 +159,10 @@ bool keel_sgemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const 
             else if (beta != 1.0f)
                 for (int64_t j = 0; j < N; j++) c[j] *= beta;
         }
+        if (temp) keel_free_aligned(ap);
         return true;
     }
     float bp[KC * GN] __attribute__((aligned(64)));
-    float *ap = tl_apack;
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
         int64_t kc = K - k0 < KC ? K - k0 : KC;
         bool load = k0 > 0 || beta != 0.0f;
@@ -159,6 +180,7 @@ bool keel_sgemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const 
             }
         }
     }
+    if (temp) keel_free_aligned(ap);
     return true;
 }
 
