@@ -11,6 +11,8 @@
 //                   in its stored type (QLoRA-style for a Q4_1 file)
 //         lora-f32  the same with the frozen base dequantized to fp32 once
 //         full      full fine-tuning, every tensor trainable in fp32
+//         MODE+bf16x3 / MODE+bf16: opt-in AMX precision for the forward
+//                   linears (keel_prec; the backward stays fp32)
 // Prints one line of key=value pairs (tok_s, step_s, peak_rss_mib, loss ...).
 #include "adapters/lora.h"
 #include "model/train.h"
@@ -61,11 +63,26 @@ static bool to_f32(keel_tlinear *l) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s MODEL lora|lora-f32|full [threads=2] [B=4] [T=256] [steps=3] [warmup=1]\n",
+        fprintf(stderr, "usage: %s MODEL lora|lora-f32|full[+bf16x3|+bf16] [threads=2] [B=4] [T=256] [steps=3] [warmup=1]\n",
                 argv[0]);
         return 2;
     }
-    const char *path = argv[1], *mode = argv[2];
+    const char *path = argv[1];
+    char mode[32];
+    snprintf(mode, sizeof mode, "%s", argv[2]);
+    // "+bf16x3" / "+bf16": opt-in AMX precision for the forward linears (the
+    // backward stays fp32); without AMX the forward runs fp32 anyway.
+    keel_prec prec = KEEL_PREC_FP32;
+    char *plus = strchr(mode, '+');
+    if (plus) {
+        if (!strcmp(plus, "+bf16x3")) prec = KEEL_PREC_BF16X3;
+        else if (!strcmp(plus, "+bf16")) prec = KEEL_PREC_BF16;
+        else {
+            fprintf(stderr, "%s: unknown precision %s\n", argv[0], plus);
+            return 2;
+        }
+        *plus = 0;
+    }
     int threads = argc > 3 ? atoi(argv[3]) : 2;
     int B = argc > 4 ? atoi(argv[4]) : 4, T = argc > 5 ? atoi(argv[5]) : 256;
     int steps = argc > 6 ? atoi(argv[6]) : 3, warmup = argc > 7 ? atoi(argv[7]) : 1;
@@ -119,6 +136,7 @@ int main(int argc, char **argv) {
         }
     }
     if (keel_train_acts_init(&a, &tm, B, T, &err)) goto fail;
+    a.ops.prec = prec;
     keel_adamw_params ap = keel_adamw_default_params();
     if (keel_adamw_init(&opt, tm.p.n_floats, &ap, &err)) goto fail;
     for (int i = 0; i < tm.p.n; i++)
@@ -157,9 +175,9 @@ int main(int argc, char **argv) {
     double med = steps % 2 ? dt[steps / 2] : 0.5 * (dt[steps / 2 - 1] + dt[steps / 2]);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("system=keel mode=%s threads=%d B=%d T=%d steps=%d tok_s=%.1f step_s=%.3f fwd_s=%.3f bwd_s=%.3f "
+    printf("system=keel mode=%s%s threads=%d B=%d T=%d steps=%d tok_s=%.1f step_s=%.3f fwd_s=%.3f bwd_s=%.3f "
            "opt_s=%.3f cpu_per_wall=%.2f peak_rss_mib=%.0f trainable=%zu loss=%.4f\n",
-           mode, threads, B, T, steps, (double)N / med, med, fwd_s / steps, bwd_s / steps, opt_s / steps,
+           mode, prec == KEEL_PREC_BF16X3 ? "+bf16x3" : prec == KEEL_PREC_BF16 ? "+bf16" : "", threads, B, T, steps, (double)N / med, med, fwd_s / steps, bwd_s / steps, opt_s / steps,
            cpu / wall, (double)ru.ru_maxrss / 1024.0, tm.p.n_floats, (double)loss);
     free(dt);
     free(tok);

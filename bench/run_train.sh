@@ -18,7 +18,8 @@
 # (bench/README.md: spinning OpenMP workers collapse on a shared machine).
 # Modes: lora = LoRA r=16 on all seven projections over the file's Q4_1 base
 # (QLoRA-style; PyTorch's base is fp32), lora-f32 = keel LoRA over an fp32
-# copy of the base, full = every tensor trained in fp32.
+# copy of the base, full = every tensor trained in fp32; MODE+bf16x3 (opt-in,
+# e.g. MODES="lora lora+bf16x3") runs keel's forward linears on AMX bf16x3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -68,7 +69,7 @@ res = {}
 for m in modes:
     res[("keel", m)] = run([bench, model, m] + args, base)
     print(f"  keel    {m:9} {float(res[('keel', m)]['tok_s']):8.1f} tok/s", file=sys.stderr, flush=True)
-    pm = "lora" if m.startswith("lora") else m
+    pm = "lora" if m.startswith("lora") else "full"
     if keel_only != "1" and ("pytorch", pm) not in res:
         res[("pytorch", pm)] = run([py, "tools/bench_pytorch_train.py", model, pm] + args, tenv)
         print(f"  pytorch {pm:9} {float(res[('pytorch', pm)]['tok_s']):8.1f} tok/s", file=sys.stderr, flush=True)
@@ -77,7 +78,7 @@ print(f"{'system':9}{'mode':10}{'tok/s':>9}{'step s':>8}{'fwd s':>7}{'bwd s':>7}
       f"{'peak RSS MiB':>13}{'load':>6}{'others':>8}{'tok/s ratio':>12}{'RSS ratio':>10}")
 for (sysname, m), r in res.items():
     ratio = rss = ""
-    peer = res.get(("pytorch", "lora" if m.startswith("lora") else m))
+    peer = res.get(("pytorch", "lora" if m.startswith("lora") else "full"))
     if sysname == "keel" and peer:
         ratio = f"{float(r['tok_s']) / float(peer['tok_s']):.2f}x"
         rss = f"{float(r['peak_rss_mib']) / float(peer['peak_rss_mib']):.2f}x"

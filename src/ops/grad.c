@@ -83,13 +83,17 @@ static void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const
 void keel_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int n_threads) {
     int nt = n_threads < 1 ? 1 : n_threads;
-    // Rows of C per thread, rounded to 8 so tiny products stay on one thread.
-    int64_t chunk = (M + nt - 1) / nt;
-    chunk = (chunk + 7) / 8 * 8;
-    if (chunk < 8) chunk = 8;
+    // Rows of C in about four chunks per thread (a multiple of the 12-row
+    // tile), handed out dynamically: on a shared machine a thread that loses
+    // its core for a time slice no longer holds the whole team at the
+    // barrier. Every element of C is computed the same way whatever the
+    // split, so the thread count and the schedule change no bit.
+    int64_t chunk = (M + 4 * nt - 1) / (4 * nt);
+    chunk = (chunk + 11) / 12 * 12;
+    if (chunk < 24) chunk = 24;
     int64_t n_chunks = (M + chunk - 1) / chunk;
-    if ((double)M * (double)N * (double)K < 2e5) n_chunks = 1, chunk = M;
-KEEL_OMP(parallel for num_threads(nt) schedule(static) if (n_chunks > 1))
+    if ((double)M * (double)N * (double)K < 2e5 || nt == 1) n_chunks = 1, chunk = M;
+KEEL_OMP(parallel for num_threads(nt) schedule(dynamic, 1) if (n_chunks > 1))
     for (int64_t c = 0; c < n_chunks; c++) {
         int64_t i0 = c * chunk, m = M - i0 < chunk ? M - i0 : chunk;
         const float *a = ta ? A + i0 : A + i0 * lda;
@@ -120,10 +124,13 @@ void keel_op_linear_bwd_dx_q(float *dx, const float *dy, const keel_wmat *w, int
     const size_t blk_bytes = w->row_bytes / (size_t)(n_in / blk);
     int nt = s->n_threads < 1 ? 1 : s->n_threads;
     KEEL_ASSERT(s->per_thread >= (size_t)KEEL_GRAD_PANEL * (size_t)n_in);
-    // Column ranges of whole blocks, one per thread.
-    int64_t n_blk = n_in / blk, per = (n_blk + nt - 1) / nt;
-KEEL_OMP(parallel for num_threads(nt) schedule(static))
-    for (int th = 0; th < nt; th++) {
+    // Column ranges of whole blocks, two per thread, handed out dynamically
+    // (a thread that loses its core on a shared machine does not stall the
+    // team); each column of dx sums its panels in row order whatever the split.
+    int nr = nt == 1 ? 1 : 2 * nt;
+    int64_t n_blk = n_in / blk, per = (n_blk + nr - 1) / nr;
+KEEL_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
+    for (int th = 0; th < nr; th++) {
         int64_t b0 = th * per, b1 = b0 + per < n_blk ? b0 + per : n_blk;
         if (b0 >= b1) continue;
         int64_t c0 = b0 * blk, cw = (b1 - b0) * blk;
@@ -224,7 +231,7 @@ void keel_op_attention_train_fwd(float *out, float *P, const float *q, const flo
     const float scale = 1.0f / sqrtf((float)hd);
     int nt = n_threads < 1 ? 1 : n_threads;
     (void)nt; // unused without OpenMP
-KEEL_OMP(parallel for num_threads(nt) schedule(static))
+KEEL_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
     for (int64_t bh = 0; bh < B * NH; bh++) {
         int64_t b = bh / NH;
         int h = (int)(bh % NH), g = h / grp;
@@ -262,7 +269,7 @@ void keel_op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, c
     KEEL_ASSERT(s->per_thread >= (size_t)(T * T));
     // One task per (sequence, kv head): the query heads sharing a kv head add
     // into the same dk/dv rows, so they stay on one thread.
-KEEL_OMP(parallel for num_threads(nt) schedule(static))
+KEEL_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
     for (int64_t bg = 0; bg < B * NKV; bg++) {
         int64_t b = bg / NKV;
         int g = (int)(bg % NKV);
@@ -320,7 +327,7 @@ float keel_op_xent_fwd(float *lse, const float *logits, const int32_t *targets, 
                        int64_t N, int64_t V, int n_threads) {
     int nt = n_threads < 1 ? 1 : n_threads;
     (void)nt; // unused without OpenMP
-KEEL_OMP(parallel for num_threads(nt) schedule(static))
+KEEL_OMP(parallel for num_threads(nt) schedule(dynamic, 16))
     for (int64_t n = 0; n < N; n++) {
         const float *l = logits + n * V;
         float mx = -INFINITY;
@@ -346,7 +353,7 @@ void keel_op_xent_bwd(float *dlogits, const float *logits, const float *lse, con
     float scale = cnt > 0 ? (float)((double)dloss / cnt) : 0.0f;
     int nt = n_threads < 1 ? 1 : n_threads;
     (void)nt; // unused without OpenMP
-KEEL_OMP(parallel for num_threads(nt) schedule(static))
+KEEL_OMP(parallel for num_threads(nt) schedule(dynamic, 16))
     for (int64_t n = 0; n < N; n++) {
         float *d = dlogits + n * V;
         const float *l = logits + n * V;
@@ -369,9 +376,11 @@ void keel_op_linear_fwd_q(float *y, const float *x, const keel_wmat *w, int64_t 
     (void)nt;
     // With a shared buffer for x, the inference matmul (matmul.c: x packed
     // once, 12 weight rows dequantized into L1 per tile, fp32 sums in k
-    // order per output whatever the thread count) is the faster path.
+    // order per output whatever the thread count) is the faster path. It also
+    // honours s->prec: the training scratch is FP32 unless a caller opts in
+    // to AMX bf16x3/bf16 for the forward (bench/bench_train.c "+bf16x3").
     if (s->shared && s->shared_floats >= keel_matmul_shared_floats(N, n_in) &&
-        s->per_thread >= keel_matmul_scratch_floats(n_in) && s->prec == KEEL_PREC_FP32) {
+        s->per_thread >= keel_matmul_scratch_floats(n_in)) {
         keel_matmul(y, x, w, N, s);
         return;
     }

@@ -48,7 +48,7 @@ KEEL_INTERNAL void keel_op_linear_fwd_f32(float *y, const float *x, const float 
                                           int64_t n_in, int64_t n_out, int n_threads);
 // The same forward with W in its stored type (any type, F32 too): through
 // keel_matmul when s has a shared buffer of keel_matmul_shared_floats(N, n_in)
-// floats (and s->prec is FP32), else panels of KEEL_GRAD_PANEL rows
+// floats (in s->prec: AMX when a caller sets it, fp32 by default), else panels of KEEL_GRAD_PANEL rows
 // dequantized per thread (scratch as below).
 KEEL_INTERNAL void keel_op_linear_fwd_q(float *y, const float *x, const keel_wmat *w, int64_t N,
                                         const keel_ops_scratch *s);
