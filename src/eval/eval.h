@@ -9,4 +9,18 @@
 // The model a context was made for.
 KEEL_INTERNAL const keel_model *keel_context_model(const keel_context *c);
 
+struct keel_train_model;
+struct keel_lora;
+
+// Greedy decoding with the training forward (adapter_eval.c): for each of the
+// n_rows prompts (token ids, n_prompt[i] >= 1, special tokens already in them),
+// append the argmax token until an end-of-generation token (not stored) or
+// max_new tokens; out[i] (capacity max_new) receives the tokens, n_out[i] their
+// count. lo: a LoRA adapter attached to tm (run without dropout), or NULL.
+// No KV cache (each token re-runs the sequence): for short answers.
+KEEL_INTERNAL keel_status keel_train_greedy(const struct keel_train_model *tm, struct keel_lora *lo,
+                                            const int32_t *const *prompts, const int32_t *n_prompt,
+                                            int32_t n_rows, int32_t max_new, int32_t **out, int32_t *n_out,
+                                            keel_err *err);
+
 #endif // KEEL_EVAL_H
