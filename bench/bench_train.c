@@ -46,13 +46,18 @@ static bool sel_none(const char *name, void *ud) {
     return false;
 }
 
-// Replace a frozen linear's stored weight by an fp32 copy (lora-f32). The
-// copies are leaked on purpose: they live as long as the process.
+// Replace a frozen linear's stored weight by an fp32 copy (lora-f32); the
+// copies are kept in f32_copies and freed at the end.
+static float *f32_copies[256];
+static int n_f32_copies;
+
 static bool to_f32(keel_tlinear *l) {
     if (l->w || l->base.type == KEEL_DTYPE_F32) return true;
     int64_t n_in = l->base.n_in, n_out = l->base.n_out;
+    if (n_f32_copies == (int)(sizeof f32_copies / sizeof f32_copies[0])) return false;
     float *f = keel_malloc_aligned((size_t)(n_in * n_out) * sizeof(float));
     if (!f) return false;
+    f32_copies[n_f32_copies++] = f;
     for (int64_t r = 0; r < n_out; r++)
         keel_dequant_row(l->base.type, l->base.data + (size_t)r * l->base.row_bytes, f + r * n_in, n_in);
     l->base.type = KEEL_DTYPE_F32;
@@ -130,7 +135,7 @@ int main(int argc, char **argv) {
                 for (int i = 0; i < 7 && ok; i++) ok = to_f32(lin[i]);
             }
             if (!ok) {
-                fprintf(stderr, "out of memory (fp32 base)\n");
+                fprintf(stderr, "out of memory (fp32 base) or more than 256 linears\n");
                 return 1;
             }
         }
@@ -186,6 +191,7 @@ int main(int argc, char **argv) {
     if (has_lora) keel_lora_free(&lo);
     keel_train_model_free(&tm);
     keel_model_free(m);
+    for (int i = 0; i < n_f32_copies; i++) keel_free_aligned(f32_copies[i]);
     return 0;
 fail:
     fprintf(stderr, "bench_train: %s\n", err.msg);
