@@ -26,7 +26,7 @@ static int32_t argmax(const float *x, int64_t n) {
 
 keel_status keel_train_greedy(const keel_train_model *tm, keel_lora *lo, const int32_t *const *prompts,
                               const int32_t *n_prompt, int32_t n_rows, int32_t max_new, int32_t **out,
-                              int32_t *n_out, keel_err *err) {
+                              int32_t *n_out, keel_greedy_keep_fn keep, void *ud, keel_err *err) {
     if (n_rows < 0 || max_new < 1)
         return KEEL_FAIL(err, KEEL_ERR_INVALID, "greedy decoding: n_rows %d, max_new %d (need >= 0 and >= 1)",
                          (int)n_rows, (int)max_new);
@@ -91,6 +91,7 @@ keel_status keel_train_greedy(const keel_train_model *tm, keel_lora *lo, const i
                 }
                 out[r0 + r][n_out[r0 + r]++] = id;
                 seq[(size_t)r * T + len[r]++] = id;
+                if (keep && !keep(r0 + r, out[r0 + r], n_out[r0 + r], ud)) live[r] = false;
             }
         }
     }

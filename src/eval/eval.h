@@ -17,10 +17,14 @@ struct keel_lora;
 // append the argmax token until an end-of-generation token (not stored) or
 // max_new tokens; out[i] (capacity max_new) receives the tokens, n_out[i] their
 // count. lo: a LoRA adapter attached to tm (run without dropout), or NULL.
-// No KV cache (each token re-runs the sequence): for short answers.
+// keep (may be NULL) is asked after every stored token of row i (toks, n of
+// them so far): false ends that row early (e.g. its text already differs from
+// the expected answer). No KV cache (each token re-runs the sequence): for
+// short answers.
+typedef bool (*keel_greedy_keep_fn)(int32_t row, const int32_t *toks, int32_t n, void *ud);
 KEEL_INTERNAL keel_status keel_train_greedy(const struct keel_train_model *tm, struct keel_lora *lo,
                                             const int32_t *const *prompts, const int32_t *n_prompt,
                                             int32_t n_rows, int32_t max_new, int32_t **out, int32_t *n_out,
-                                            keel_err *err);
+                                            keel_greedy_keep_fn keep, void *ud, keel_err *err);
 
 #endif // KEEL_EVAL_H

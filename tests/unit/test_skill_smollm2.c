@@ -10,7 +10,9 @@
 //
 // Minutes of CPU: skipped unless KEEL_LONG_TESTS=1 (`make test-long`).
 // KEEL_SKILL_CHECKPOINT=DIR evaluates an existing checkpoint instead of
-// training; KEEL_SKILL_KEEP=1 keeps the run directory. Run from the repo root.
+// training; KEEL_SKILL_KEEP=1 keeps the run directory; KEEL_SKILL_DATA=DIR
+// takes skill-{train,test}.jsonl from DIR (another --task of the generator).
+// Run from the repo root.
 #include "test.h"
 #include "adapters/lora.h"
 #include "eval/eval.h"
@@ -22,8 +24,7 @@
 #include <unistd.h>
 
 #define JOB "examples/smollm2-skill.yaml"
-#define TRAIN_FILE "examples/data/skill-train.jsonl"
-#define TEST_FILE "examples/data/skill-test.jsonl"
+#define DATA_DIR "examples/data" // skill-train.jsonl, skill-test.jsonl
 #define MAX_ITEMS 512
 #define MAX_NEW 16 // cap on the generated tokens (answers are ~5 tokens)
 
@@ -110,6 +111,22 @@ static void on_event(const keel_train_event *ev, void *ud) {
     fflush(stdout);
 }
 
+// Decoding of a row stops as soon as its text is no longer a prefix of the answer.
+typedef struct keep_ctx {
+    const keel_tokenizer *tok;
+    const item *it;
+} keep_ctx;
+
+static bool keep_prefix(int32_t row, const int32_t *toks, int32_t n, void *ud) {
+    const keep_ctx *k = ud;
+    char *s = NULL;
+    keel_err err = {0};
+    if (keel_detokenize(k->tok, toks, (size_t)n, false, &s, &err) != KEEL_OK) return true;
+    const bool prefix = strncmp(k->it[row].answer, s, strlen(s)) == 0;
+    keel_free(s);
+    return prefix;
+}
+
 // Greedy answers to every item; returns the number that match exactly (-1: error).
 static int exact_match(const keel_train_model *tm, keel_lora *lo, const item *it, int n, const char *tag) {
     const keel_tokenizer *tok = keel_model_tokenizer(tm->m);
@@ -144,7 +161,8 @@ static int exact_match(const keel_train_model *tm, keel_lora *lo, const item *it
     }
     if (max_new > MAX_NEW) max_new = MAX_NEW;
     const double t0 = now_s();
-    if (keel_train_greedy(tm, lo, (const int32_t *const *)prompts, np, n, max_new, out, no, &err) != KEEL_OK) {
+    if (keel_train_greedy(tm, lo, (const int32_t *const *)prompts, np, n, max_new, out, no, keep_prefix,
+                          &(keep_ctx){tok, it}, &err) != KEEL_OK) {
         printf("  greedy: %s\n", err.msg);
         goto done;
     }
@@ -158,7 +176,8 @@ static int exact_match(const keel_train_model *tm, keel_lora *lo, const item *it
         const bool hit = strcmp(s, it[i].answer) == 0;
         ok += hit;
         if (i < 3 || (!hit && i < 8))
-            printf("  [%s] %-40s -> \"%s\" (want \"%s\")%s\n", tag, it[i].user, s, it[i].answer, hit ? "" : "  MISS");
+            printf("  [%s] %-40s -> \"%s\" (want \"%s\")%s\n", tag, it[i].user, s, it[i].answer,
+                   hit ? "" : "  MISS (decoding stops where the text leaves the answer)");
         keel_free(s);
     }
     printf("  [%s] exact match %d/%d (%.1f%%), %.1f s\n", tag, ok, n, 100.0 * ok / n,
@@ -191,8 +210,13 @@ int main(void) {
     if (access(model_path, R_OK) != 0) TEST_SKIP("SmolLM2-135M-Instruct.Q4_1.gguf not in the cache (scripts/fetch-models.sh)");
 
     // ---- data: held-out combinations never occur in training
-    const int n_train = read_items(TRAIN_FILE, g_train, MAX_ITEMS);
-    const int n_test = read_items(TEST_FILE, g_test, MAX_ITEMS);
+    const char *data_dir = getenv("KEEL_SKILL_DATA");
+    if (!(data_dir && *data_dir)) data_dir = DATA_DIR;
+    char train_file[1100], test_file[1100];
+    snprintf(train_file, sizeof train_file, "%s/skill-train.jsonl", data_dir);
+    snprintf(test_file, sizeof test_file, "%s/skill-test.jsonl", data_dir);
+    const int n_train = read_items(train_file, g_train, MAX_ITEMS);
+    const int n_test = read_items(test_file, g_test, MAX_ITEMS);
     CHECK("training items read", n_train >= 100);
     CHECK("at least 50 held-out items", n_test >= 50);
     if (n_train < 100 || n_test < 50) return test_report();
@@ -220,12 +244,13 @@ int main(void) {
             CHECK("mkdtemp", false);
             return test_report();
         }
-        char set_dir[1100];
+        char set_dir[1100], set_train[1200];
         snprintf(set_dir, sizeof set_dir, "output.dir=%s", run_dir);
-        const char *sets[] = {set_dir};
+        snprintf(set_train, sizeof set_train, "data.train=%s", train_file);
+        const char *sets[] = {set_dir, set_train};
         keel_train_opts o = keel_train_default_opts();
         o.sets = sets;
-        o.n_sets = 1;
+        o.n_sets = 2;
         keel_train_callbacks cb = {.on_event = on_event};
         keel_train_summary sum;
         keel_err err = {0};
