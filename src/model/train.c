@@ -307,6 +307,11 @@ keel_status keel_train_acts_init(keel_train_acts *a, const keel_train_model *tm,
     }
     a->arena_bytes = bytes;
     layout(a, tm, a->arena);
+    a->seg0 = keel_malloc((size_t)B * (size_t)T * sizeof *a->seg0); // packed rows only
+    if (!a->seg0) {
+        keel_train_acts_free(a);
+        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "training activations: out of memory (%d x %d tokens)", (int)B, (int)T);
+    }
     int64_t hd = tm->m->head_dim, max_in = d->n_embd;
     if (d->n_head * hd > max_in) max_in = d->n_head * hd;
     if (d->n_ff > max_in) max_in = d->n_ff;
@@ -327,6 +332,7 @@ void keel_train_acts_free(keel_train_acts *a) {
     if (!a) return;
     keel_free(a->L);
     keel_free_aligned(a->arena);
+    keel_free(a->seg0);
     keel_ops_scratch_free(&a->ops);
     memset(a, 0, sizeof *a);
 }
@@ -435,6 +441,12 @@ KEEL_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
 
 keel_status keel_train_forward(const keel_train_model *tm, keel_train_acts *a, const int32_t *tokens,
                                const int32_t *targets, const uint8_t *mask, float *loss, keel_err *err) {
+    return keel_train_forward_seg(tm, a, tokens, targets, mask, NULL, loss, err);
+}
+
+keel_status keel_train_forward_seg(const keel_train_model *tm, keel_train_acts *a, const int32_t *tokens,
+                                   const int32_t *targets, const uint8_t *mask, const int32_t *seg, float *loss,
+                                   keel_err *err) {
     const keel_model *m = tm->m;
     const keel_model_desc *d = &m->desc;
     const int64_t B = a->B, T = a->T, N = B * T, C = d->n_embd, V = d->n_vocab;
@@ -449,6 +461,18 @@ keel_status keel_train_forward(const keel_train_model *tm, keel_train_acts *a, c
             return KEEL_FAIL(err, KEEL_ERR_INVALID, "training batch: target id %d at row %d, position %d is outside the vocabulary (%d)",
                              (int)targets[n], (int)(n / T), (int)(n % T), (int)V);
     }
+    if (seg)
+        for (int64_t n = 0; n < N; n++) {
+            int64_t t = n % T;
+            bool ok = seg[n] >= 0 && seg[n] <= t && (t == 0 || seg[n] == seg[n - 1] || seg[n] == t);
+            if (!ok)
+                return KEEL_FAIL(err, KEEL_ERR_INVALID, "training batch: segment start %d at row %d, position %d is not "
+                                 "a valid segment start (0 <= start <= position, segments contiguous)",
+                                 (int)seg[n], (int)(n / T), (int)t);
+        }
+    a->packed = seg != NULL;
+    if (seg) memcpy(a->seg0, seg, (size_t)N * sizeof(int32_t));
+    const int32_t *sg = a->packed ? a->seg0 : NULL;
     memcpy(a->tokens, tokens, (size_t)N * sizeof(int32_t));
     memcpy(a->targets, targets, (size_t)N * sizeof(int32_t));
     if (mask) memcpy(a->mask, mask, (size_t)N);
@@ -464,9 +488,9 @@ keel_status keel_train_forward(const keel_train_model *tm, keel_train_acts *a, c
         keel_tlinear_fwd(&W->wq, A->q, A->xn1, N, s);
         keel_tlinear_fwd(&W->wk, A->k, A->xn1, N, s);
         keel_tlinear_fwd(&W->wv, A->v, A->xn1, N, s);
-        keel_op_rope_train(A->q, a->cs, B, T, NH, hd, d->n_rot, m->rope, false);
-        keel_op_rope_train(A->k, a->cs, B, T, NKV, hd, d->n_rot, m->rope, false);
-        keel_op_attention_train_fwd(A->att, A->P, A->q, A->k, A->v, B, T, NH, NKV, hd, s->n_threads);
+        keel_op_rope_train_seg(A->q, a->cs, sg, B, T, NH, hd, d->n_rot, m->rope, false);
+        keel_op_rope_train_seg(A->k, a->cs, sg, B, T, NKV, hd, d->n_rot, m->rope, false);
+        keel_op_attention_train_fwd_seg(A->att, A->P, A->q, A->k, A->v, sg, B, T, NH, NKV, hd, s->n_threads);
         keel_tlinear_fwd(&W->wo, A->xm, A->att, N, s);
         par_add(A->xm, A->x, N * C, s);
 
@@ -493,6 +517,7 @@ void keel_train_backward(keel_train_model *tm, keel_train_acts *a) {
     const int hd = m->head_dim, NH = d->n_head, NKV = d->n_head_kv;
     const int64_t F = d->n_ff;
     const keel_ops_scratch *s = &a->ops;
+    const int32_t *sg = a->packed ? a->seg0 : NULL; // segments of the last forward
 
     // head: dlogits in place, then through the final norm into the residual grad
     keel_op_xent_bwd(a->logits, a->logits, a->lse, a->targets, a->mask, N, V, 1.0f, s->n_threads);
@@ -511,9 +536,9 @@ void keel_train_backward(keel_train_model *tm, keel_train_acts *a) {
         par_rmsnorm_bwd_acc(a->dres, W->ffn_norm.dw, a->dxn, A->xm, W->ffn_norm.w, A->r2, N, C, s);
         // attention: xm = x + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))); dres = d xm
         keel_tlinear_bwd(&W->wo, a->datt, a->dres, A->att, N, false, s);
-        keel_op_attention_bwd(a->dq, a->dk, a->dv, a->datt, A->P, A->q, A->k, A->v, B, T, NH, NKV, hd, s);
-        keel_op_rope_train(a->dq, a->cs, B, T, NH, hd, d->n_rot, m->rope, true);
-        keel_op_rope_train(a->dk, a->cs, B, T, NKV, hd, d->n_rot, m->rope, true);
+        keel_op_attention_bwd_seg(a->dq, a->dk, a->dv, a->datt, A->P, A->q, A->k, A->v, sg, B, T, NH, NKV, hd, s);
+        keel_op_rope_train_seg(a->dq, a->cs, sg, B, T, NH, hd, d->n_rot, m->rope, true);
+        keel_op_rope_train_seg(a->dk, a->cs, sg, B, T, NKV, hd, d->n_rot, m->rope, true);
         keel_tlinear_bwd(&W->wq, a->dxn, a->dq, A->xn1, N, false, s);
         keel_tlinear_bwd(&W->wk, a->dxn, a->dk, A->xn1, N, true, s);
         keel_tlinear_bwd(&W->wv, a->dxn, a->dv, A->xn1, N, true, s);

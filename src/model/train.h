@@ -164,6 +164,8 @@ typedef struct keel_train_acts {
     float *cs;              // (T, n_rot/2, 2) RoPE table for positions 0..T-1
     int32_t *tokens, *targets; // (N) copies of the step's batch
     uint8_t *mask;          // (N)
+    int32_t *seg0;          // (N) packed rows: where each position's segment starts in its row
+    bool packed;            // the last forward had segments (seg0 valid); false: one per row
     float loss;
     // backward temporaries (reused by every layer)
     float *dres, *dxn;      // (N, C)
@@ -185,6 +187,18 @@ KEEL_INTERNAL void keel_train_acts_free(keel_train_acts *a);
 KEEL_INTERNAL keel_status keel_train_forward(const keel_train_model *tm, keel_train_acts *a,
                                              const int32_t *tokens, const int32_t *targets,
                                              const uint8_t *mask, float *loss, keel_err *err);
+// The same for packed rows: seg (B, T) holds, for every position t of a
+// row, the position where t's segment (example) starts, 0 <= seg[t] <= t,
+// with seg[t] == seg[t - 1] or seg[t] == t (segments are contiguous). Each
+// segment is then a sequence of its own: RoPE positions restart at 0 and
+// attention is block-diagonal causal (keel_op_attention_train_fwd_seg). The
+// caller masks the target of a segment's last position (the next segment's
+// first token is not its continuation). seg NULL = keel_train_forward, bit
+// for bit. Fails (KEEL_ERR_INVALID) on a seg that breaks those rules.
+KEEL_INTERNAL keel_status keel_train_forward_seg(const keel_train_model *tm, keel_train_acts *a,
+                                                 const int32_t *tokens, const int32_t *targets,
+                                                 const uint8_t *mask, const int32_t *seg, float *loss,
+                                                 keel_err *err);
 // Backward of the last forward with d loss = 1: adds every trainable
 // tensor's gradient into tm->p.g. Consumes a->logits.
 KEEL_INTERNAL void keel_train_backward(keel_train_model *tm, keel_train_acts *a);

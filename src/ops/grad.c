@@ -199,12 +199,18 @@ void keel_op_rmsnorm_bwd_acc(float *dx, float *dw, const float *dy, const float 
 
 void keel_op_rope_train(float *x, const float *cs, int64_t B, int64_t T, int n_head, int hd, int n_rot,
                         keel_rope_style style, bool inverse) {
+    keel_op_rope_train_seg(x, cs, NULL, B, T, n_head, hd, n_rot, style, inverse);
+}
+
+void keel_op_rope_train_seg(float *x, const float *cs, const int32_t *seg0, int64_t B, int64_t T, int n_head,
+                            int hd, int n_rot, keel_rope_style style, bool inverse) {
     int half = n_rot / 2;
     int step = style == KEEL_ROPE_NORM ? 2 : 1, off = style == KEEL_ROPE_NORM ? 1 : half;
     float sg = inverse ? -1.0f : 1.0f;
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) {
-            const float *ct = cs + t * half * 2;
+            int64_t pos = seg0 ? t - seg0[b * T + t] : t; // position inside its segment
+            const float *ct = cs + pos * half * 2;
             for (int h = 0; h < n_head; h++) {
                 float *v = x + ((b * T + t) * n_head + h) * hd;
                 for (int i = 0; i < half; i++) {
@@ -226,6 +232,15 @@ void keel_op_rope_train(float *x, const float *cs, int64_t B, int64_t T, int n_h
 // every later product causal without special cases).
 void keel_op_attention_train_fwd(float *out, float *P, const float *q, const float *k, const float *v,
                                  int64_t B, int64_t T, int NH, int NKV, int hd, int n_threads) {
+    keel_op_attention_train_fwd_seg(out, P, q, k, v, NULL, B, T, NH, NKV, hd, n_threads);
+}
+
+// Packed rows: row i's softmax runs over [lo, i], lo = seg0[i] (0 unpacked);
+// entries before lo are zeroed like those after i. The (T, T) products still
+// run over whole rows (zeros add nothing), so the unpacked path is unchanged.
+void keel_op_attention_train_fwd_seg(float *out, float *P, const float *q, const float *k, const float *v,
+                                     const int32_t *seg0, int64_t B, int64_t T, int NH, int NKV, int hd,
+                                     int n_threads) {
     const int64_t Qd = (int64_t)NH * hd, Kd = (int64_t)NKV * hd;
     const int grp = NH / NKV;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -238,20 +253,23 @@ KEEL_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
         float *Pb = P + bh * T * T;
         const float *qh = q + b * T * Qd + h * hd, *kg = k + b * T * Kd + g * hd, *vg = v + b * T * Kd + g * hd;
         gemm_serial(false, true, T, T, hd, qh, Qd, kg, Kd, 0.0f, Pb, T); // S = q k^T (T, T)
+        const int32_t *sb = seg0 ? seg0 + b * T : NULL;
         for (int64_t i = 0; i < T; i++) {
             float *pr = Pb + i * T;
+            int64_t lo = sb ? sb[i] : 0;
             float mx = -INFINITY;
-            for (int64_t j = 0; j <= i; j++) {
+            for (int64_t j = lo; j <= i; j++) {
                 pr[j] *= scale;
                 if (pr[j] > mx) mx = pr[j];
             }
             double sum = 0;
-            for (int64_t j = 0; j <= i; j++) {
+            for (int64_t j = lo; j <= i; j++) {
                 pr[j] = expf(pr[j] - mx);
                 sum += pr[j];
             }
             float inv = (float)(1.0 / sum);
-            for (int64_t j = 0; j <= i; j++) pr[j] *= inv;
+            for (int64_t j = 0; j < lo; j++) pr[j] = 0.0f;
+            for (int64_t j = lo; j <= i; j++) pr[j] *= inv;
             for (int64_t j = i + 1; j < T; j++) pr[j] = 0.0f;
         }
         gemm_serial(false, false, T, hd, T, Pb, T, vg, Kd, 0.0f, out + b * T * Qd + h * hd, Qd); // P v
@@ -261,6 +279,12 @@ KEEL_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
 void keel_op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *P,
                            const float *q, const float *k, const float *v, int64_t B, int64_t T, int NH,
                            int NKV, int hd, const keel_ops_scratch *s) {
+    keel_op_attention_bwd_seg(dq, dk, dv, dout, P, q, k, v, NULL, B, T, NH, NKV, hd, s);
+}
+
+void keel_op_attention_bwd_seg(float *dq, float *dk, float *dv, const float *dout, const float *P,
+                               const float *q, const float *k, const float *v, const int32_t *seg0, int64_t B,
+                               int64_t T, int NH, int NKV, int hd, const keel_ops_scratch *s) {
     const int64_t Qd = (int64_t)NH * hd, Kd = (int64_t)NKV * hd;
     const int grp = NH / NKV;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -284,12 +308,15 @@ KEEL_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
             const float *Pb = P + (b * NH + h) * T * T;
             const float *doh = dout + b * T * Qd + h * hd, *qh = q + b * T * Qd + h * hd;
             gemm_serial(false, true, T, T, hd, doh, Qd, vg, Kd, 0.0f, dS, T); // dP = dout v^T
+            const int32_t *sb = seg0 ? seg0 + b * T : NULL;
             for (int64_t i = 0; i < T; i++) {
                 const float *pr = Pb + i * T;
                 float *dr = dS + i * T;
+                int64_t lo = sb ? sb[i] : 0; // outside [lo, i] P = 0, so dS = 0
                 double dot = 0;
-                for (int64_t j = 0; j <= i; j++) dot += (double)pr[j] * dr[j];
-                for (int64_t j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - (float)dot) * scale;
+                for (int64_t j = lo; j <= i; j++) dot += (double)pr[j] * dr[j];
+                for (int64_t j = 0; j < lo; j++) dr[j] = 0.0f;
+                for (int64_t j = lo; j <= i; j++) dr[j] = pr[j] * (dr[j] - (float)dot) * scale;
                 for (int64_t j = i + 1; j < T; j++) dr[j] = 0.0f;
             }
             gemm_serial(false, false, T, hd, T, dS, T, kg, Kd, 0.0f, dq + b * T * Qd + h * hd, Qd); // dq = dS k

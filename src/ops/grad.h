@@ -88,6 +88,13 @@ KEEL_INTERNAL void keel_op_rmsnorm_bwd_acc(float *dx, float *dw, const float *dy
 // the same call with inverse = true applied to the gradient.
 KEEL_INTERNAL void keel_op_rope_train(float *x, const float *cs, int64_t B, int64_t T, int n_head,
                                       int hd, int n_rot, keel_rope_style style, bool inverse);
+// Packed rows: seg0 (B, T) is, for each position t of a row, the position
+// where its segment (example) starts (0 <= seg0 <= t); the rotation uses
+// position t - seg0, so RoPE restarts at 0 in every segment. seg0 NULL is
+// keel_op_rope_train.
+KEEL_INTERNAL void keel_op_rope_train_seg(float *x, const float *cs, const int32_t *seg0, int64_t B,
+                                          int64_t T, int n_head, int hd, int n_rot,
+                                          keel_rope_style style, bool inverse);
 
 // ---- causal GQA attention over whole sequences (no KV cache) -----------------------
 // q (B, T, NH*hd), k, v (B, T, NKV*hd), out (B, T, NH*hd); query head h reads
@@ -108,6 +115,18 @@ KEEL_INTERNAL void keel_op_attention_bwd(float *dq, float *dk, float *dv, const 
                                          const float *P, const float *q, const float *k,
                                          const float *v, int64_t B, int64_t T, int NH, int NKV,
                                          int hd, const keel_ops_scratch *s);
+// The same with a block-diagonal causal mask for packed rows: seg0 (B, T) as
+// for keel_op_rope_train_seg; query i attends to key j only when
+// seg0[i] <= j <= i (j in i's segment), so examples packed in one row never
+// see each other. P_ij = 0 outside, which keeps the backward's products
+// exact (dS_ij = 0 there too). seg0 NULL is the plain causal call, bit for bit.
+KEEL_INTERNAL void keel_op_attention_train_fwd_seg(float *out, float *P, const float *q, const float *k,
+                                                   const float *v, const int32_t *seg0, int64_t B,
+                                                   int64_t T, int NH, int NKV, int hd, int n_threads);
+KEEL_INTERNAL void keel_op_attention_bwd_seg(float *dq, float *dk, float *dv, const float *dout,
+                                             const float *P, const float *q, const float *k,
+                                             const float *v, const int32_t *seg0, int64_t B, int64_t T,
+                                             int NH, int NKV, int hd, const keel_ops_scratch *s);
 
 // ---- SwiGLU ------------------------------------------------------------------------
 // y (n) = silu(g) * u; silu(g) = g*sig(g), silu'(g) = sig(g) * (1 + g*(1 - sig(g))).

@@ -47,6 +47,8 @@ struct keel_trainer {
     int64_t tokens_total;
     int32_t *tok, *tgt;         // (B, T) batch buffers (a batch uses (B, T' <= T) of them)
     uint8_t *mask;
+    int32_t *seg;               // (B, T) segment start of each position (packed rows)
+    bool batch_packed;          // some row of the current batch holds several segments
     keel_example *exs;          // (B) the examples of the micro-batch being built
     bool *have;                 // (B) false: empty row
     FILE *metrics;
@@ -261,12 +263,25 @@ static int64_t fill_row(keel_trainer *t, int r, int32_t T, const keel_example *e
     memset(tok, 0, (size_t)T * sizeof *tok);
     memset(tgt, 0, (size_t)T * sizeof *tgt);
     memset(mask, 0, (size_t)T);
+    int32_t *seg = t->seg + (size_t)r * T;
+    for (int32_t i = 0; i < T; i++) seg[i] = 0;
     if (!ex) return 0;
     int32_t n = ex->n_tokens < T ? ex->n_tokens : T;
     memcpy(tok, ex->tokens, (size_t)n * sizeof *tok);
     for (int32_t i = 0; i + 1 < n; i++) {
         tgt[i] = ex->tokens[i + 1];
         mask[i] = ex->loss_mask[i] ? 1 : 0;
+    }
+    if (ex->n_segments > 1) {
+        // packed: each position's segment start, and no target across a
+        // boundary (the dataset masks it already; kept here as the rule)
+        t->batch_packed = true;
+        for (int32_t sg = 0; sg < ex->n_segments; sg++) {
+            int32_t a = ex->segments[sg], b = ex->segments[sg + 1] < n ? ex->segments[sg + 1] : n;
+            for (int32_t i = a; i < b; i++) seg[i] = a;
+            if (b > a) mask[b - 1] = 0;
+        }
+        for (int32_t i = n; i < T; i++) seg[i] = n; // padding: a segment of its own
     }
     return n;
 }
@@ -294,6 +309,7 @@ static int64_t fill_batch(keel_trainer *t, const keel_example *exs, const bool *
     for (int r = 0; r < t->B; r++)
         if (have[r] && exs[r].n_tokens > Tb) Tb = exs[r].n_tokens < t->T ? exs[r].n_tokens : t->T;
     t->acts.T = Tb;
+    t->batch_packed = false;
     int64_t tokens = 0;
     for (int r = 0; r < t->B; r++) tokens += fill_row(t, r, Tb, have[r] ? &exs[r] : NULL);
     *N = (size_t)t->B * (size_t)Tb;
@@ -350,13 +366,6 @@ keel_status keel_trainer_open(const char *job_path, const keel_train_opts *o, ke
     if ((st = keel_train_cfg_load(&t->cfg, job_path, o->sets, o->n_sets, o->resume_dir, err))) goto fail;
     keel_train_cfg *c = &t->cfg;
 
-    // Refuse what this trainer cannot do yet before any heavy work.
-    if (c->packing) {
-        st = KEEL_FAIL(err, KEEL_ERR_UNSUPPORTED, "%s: key 'data.packing': packed sequences are not supported by the "
-                       "trainer yet (the training forward has no block-diagonal attention mask); set data.packing: false",
-                       job_path);
-        goto fail;
-    }
     // The run directory: fresh runs need it absent or empty.
     if (!t->resume && keel_path_exists(c->out_dir) && !dir_is_empty(c->out_dir)) {
         st = KEEL_FAIL(err, KEEL_ERR_INVALID, "output.dir '%s' exists and is not empty: use --resume %s to continue "
@@ -397,6 +406,15 @@ keel_status keel_trainer_open(const char *job_path, const keel_train_opts *o, ke
     } else {
         t->train = all;
         if (c->val_path && (st = keel_dataset_load(c->val_path, tok, &dp, &t->val, err))) goto fail;
+    }
+    // Packing: examples (in file order, after the split) share rows of
+    // max_seq_len tokens; segments keep them apart (keel_train_forward_seg).
+    for (int i = 0; c->packing && i < 2; i++) {
+        keel_dataset **dp2 = i == 0 ? &t->train : &t->val, *pk = NULL;
+        if (!*dp2) continue;
+        if ((st = keel_dataset_pack(*dp2, c->max_seq_len, &pk, err))) goto fail;
+        keel_dataset_free(*dp2);
+        *dp2 = pk;
     }
     t->n_train = keel_dataset_count(t->train);
     if (t->n_train == 0) {
@@ -455,9 +473,10 @@ keel_status keel_trainer_open(const char *job_path, const keel_train_opts *o, ke
     t->tok = keel_malloc(N * sizeof *t->tok);
     t->tgt = keel_malloc(N * sizeof *t->tgt);
     t->mask = keel_malloc(N);
+    t->seg = keel_malloc(N * sizeof *t->seg);
     t->exs = keel_calloc((size_t)t->B, sizeof *t->exs);
     t->have = keel_calloc((size_t)t->B, sizeof *t->have);
-    if (!t->tok || !t->tgt || !t->mask || !t->exs || !t->have) { st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory"); goto fail; }
+    if (!t->tok || !t->tgt || !t->mask || !t->seg || !t->exs || !t->have) { st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory"); goto fail; }
     keel_rng_seed(&t->rng, c->seed);
     if (t->resume && (st = restore(t, t->resume_ckpt, err))) goto fail;
     free(resume_job);
@@ -483,6 +502,7 @@ void keel_trainer_free(keel_trainer *t) {
     free(t->tok);
     free(t->tgt);
     free(t->mask);
+    free(t->seg);
     free(t->exs);
     free(t->have);
     free(t->job_path);
@@ -579,7 +599,7 @@ keel_status keel_trainer_step(keel_trainer *t, keel_train_event *ev, keel_err *e
         // LoRA dropout masks: one stream per micro-batch, a function of the position only
         if (t->lora_ok) keel_lora_set_train(&t->lora, true, (uint64_t)(t->step * t->cfg.grad_accum + a));
         float loss = 0;
-        keel_status st = keel_train_forward(&t->tm, &t->acts, t->tok, t->tgt, t->mask, &loss, err);
+        keel_status st = keel_train_forward_seg(&t->tm, &t->acts, t->tok, t->tgt, t->mask, t->batch_packed ? t->seg : NULL, &loss, err);
         if (st) return st;
         keel_train_backward(&t->tm, &t->acts);
         loss_sum += loss;
@@ -622,7 +642,7 @@ keel_status keel_trainer_eval(keel_trainer *t, bool *has_val, double *loss, keel
         size_t c = mask_count(t->mask, N);
         if (!c) continue;
         float l = 0;
-        keel_status st = keel_train_forward(&t->tm, &t->acts, t->tok, t->tgt, t->mask, &l, err);
+        keel_status st = keel_train_forward_seg(&t->tm, &t->acts, t->tok, t->tgt, t->mask, t->batch_packed ? t->seg : NULL, &l, err);
         if (st) return st;
         sum += (double)l * (double)c;
         cnt += (double)c;

@@ -530,13 +530,7 @@ static void test_bad_jobs(void) {
     CHECK("missing model: fails", st != KEEL_OK && strstr(err.msg, "/nonexistent/model.gguf"));
     CHECK("missing model: nothing written", access(rd, F_OK) != 0);
 
-    write_job(job, g_model, rd, NULL);
-    // packing is not supported: clear error, nothing written
-    const char *pk[] = {"data.packing=true"};
-    o.sets = pk;
-    st = keel_train_run(job, &o, NULL, &s, &err);
-    CHECK("packing: unsupported", st == KEEL_ERR_UNSUPPORTED && strstr(err.msg, "data.packing"));
-    CHECK("packing: nothing written", access(rd, F_OK) != 0);
+    // (data.packing trains: tests/unit/test_packing.c)
 
     // a non-empty output.dir is refused
     mkdir(rd, 0777);
