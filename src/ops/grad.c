@@ -235,9 +235,20 @@ void keel_op_attention_train_fwd(float *out, float *P, const float *q, const flo
     keel_op_attention_train_fwd_seg(out, P, q, k, v, NULL, B, T, NH, NKV, hd, n_threads);
 }
 
-// Packed rows: row i's softmax runs over [lo, i], lo = seg0[i] (0 unpacked);
-// entries before lo are zeroed like those after i. The (T, T) products still
-// run over whole rows (zeros add nothing), so the unpacked path is unchanged.
+// End of the segment that starts at a in a row with segment starts sb
+// (NULL: one segment, the whole row).
+static int64_t seg_end(const int32_t *sb, int64_t a, int64_t T) {
+    if (!sb) return T;
+    int64_t e = a + 1;
+    while (e < T && sb[e] == sb[a]) e++;
+    return e;
+}
+
+// Packed rows: every product runs per segment [a, e) on its diagonal block
+// of P (rows and columns a..e-1), so a row of many short examples costs the
+// sum of their squares, not T^2; row i's softmax runs over [a, i] and the
+// rest of the row is zeroed. Unpacked (seg0 NULL) there is one block, the
+// whole (T, T) matrix: the same calls as before segments existed.
 void keel_op_attention_train_fwd_seg(float *out, float *P, const float *q, const float *k, const float *v,
                                      const int32_t *seg0, int64_t B, int64_t T, int NH, int NKV, int hd,
                                      int n_threads) {
@@ -252,27 +263,32 @@ KEEL_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
         int h = (int)(bh % NH), g = h / grp;
         float *Pb = P + bh * T * T;
         const float *qh = q + b * T * Qd + h * hd, *kg = k + b * T * Kd + g * hd, *vg = v + b * T * Kd + g * hd;
-        gemm_serial(false, true, T, T, hd, qh, Qd, kg, Kd, 0.0f, Pb, T); // S = q k^T (T, T)
+        float *oh = out + b * T * Qd + h * hd;
         const int32_t *sb = seg0 ? seg0 + b * T : NULL;
-        for (int64_t i = 0; i < T; i++) {
-            float *pr = Pb + i * T;
-            int64_t lo = sb ? sb[i] : 0;
-            float mx = -INFINITY;
-            for (int64_t j = lo; j <= i; j++) {
-                pr[j] *= scale;
-                if (pr[j] > mx) mx = pr[j];
+        for (int64_t a = 0, e; a < T; a = e) {
+            e = seg_end(sb, a, T);
+            const int64_t L = e - a;
+            float *Pa = Pb + a * T + a; // the segment's (L, L) block, row stride T
+            gemm_serial(false, true, L, L, hd, qh + a * Qd, Qd, kg + a * Kd, Kd, 0.0f, Pa, T); // S = q k^T
+            for (int64_t i = a; i < e; i++) {
+                float *pr = Pb + i * T;
+                float mx = -INFINITY;
+                for (int64_t j = a; j <= i; j++) {
+                    pr[j] *= scale;
+                    if (pr[j] > mx) mx = pr[j];
+                }
+                double sum = 0;
+                for (int64_t j = a; j <= i; j++) {
+                    pr[j] = expf(pr[j] - mx);
+                    sum += pr[j];
+                }
+                float inv = (float)(1.0 / sum);
+                for (int64_t j = 0; j < a; j++) pr[j] = 0.0f;
+                for (int64_t j = a; j <= i; j++) pr[j] *= inv;
+                for (int64_t j = i + 1; j < T; j++) pr[j] = 0.0f;
             }
-            double sum = 0;
-            for (int64_t j = lo; j <= i; j++) {
-                pr[j] = expf(pr[j] - mx);
-                sum += pr[j];
-            }
-            float inv = (float)(1.0 / sum);
-            for (int64_t j = 0; j < lo; j++) pr[j] = 0.0f;
-            for (int64_t j = lo; j <= i; j++) pr[j] *= inv;
-            for (int64_t j = i + 1; j < T; j++) pr[j] = 0.0f;
+            gemm_serial(false, false, L, hd, L, Pa, T, vg + a * Kd, Kd, 0.0f, oh + a * Qd, Qd); // P v
         }
-        gemm_serial(false, false, T, hd, T, Pb, T, vg, Kd, 0.0f, out + b * T * Qd + h * hd, Qd); // P v
     }
 }
 
@@ -304,24 +320,30 @@ KEEL_OMP(parallel for num_threads(nt) schedule(dynamic, 1))
             memset(dkg + j * Kd, 0, (size_t)hd * sizeof(float));
             memset(dvg + j * Kd, 0, (size_t)hd * sizeof(float));
         }
+        const int32_t *sb = seg0 ? seg0 + b * T : NULL;
         for (int h = g * grp; h < (g + 1) * grp; h++) {
             const float *Pb = P + (b * NH + h) * T * T;
             const float *doh = dout + b * T * Qd + h * hd, *qh = q + b * T * Qd + h * hd;
-            gemm_serial(false, true, T, T, hd, doh, Qd, vg, Kd, 0.0f, dS, T); // dP = dout v^T
-            const int32_t *sb = seg0 ? seg0 + b * T : NULL;
-            for (int64_t i = 0; i < T; i++) {
-                const float *pr = Pb + i * T;
-                float *dr = dS + i * T;
-                int64_t lo = sb ? sb[i] : 0; // outside [lo, i] P = 0, so dS = 0
-                double dot = 0;
-                for (int64_t j = lo; j <= i; j++) dot += (double)pr[j] * dr[j];
-                for (int64_t j = 0; j < lo; j++) dr[j] = 0.0f;
-                for (int64_t j = lo; j <= i; j++) dr[j] = pr[j] * (dr[j] - (float)dot) * scale;
-                for (int64_t j = i + 1; j < T; j++) dr[j] = 0.0f;
+            float *dqh = dq + b * T * Qd + h * hd;
+            // per segment [a, e): its diagonal blocks of P and dS (outside them both are 0)
+            for (int64_t a = 0, e; a < T; a = e) {
+                e = seg_end(sb, a, T);
+                const int64_t L = e - a;
+                const float *Pa = Pb + a * T + a;
+                float *dSa = dS + a * T + a;
+                gemm_serial(false, true, L, L, hd, doh + a * Qd, Qd, vg + a * Kd, Kd, 0.0f, dSa, T); // dP = dout v^T
+                for (int64_t i = a; i < e; i++) {
+                    const float *pr = Pb + i * T;
+                    float *dr = dS + i * T;
+                    double dot = 0;
+                    for (int64_t j = a; j <= i; j++) dot += (double)pr[j] * dr[j];
+                    for (int64_t j = a; j <= i; j++) dr[j] = pr[j] * (dr[j] - (float)dot) * scale;
+                    for (int64_t j = i + 1; j < e; j++) dr[j] = 0.0f;
+                }
+                gemm_serial(false, false, L, hd, L, dSa, T, kg + a * Kd, Kd, 0.0f, dqh + a * Qd, Qd); // dq = dS k
+                gemm_serial(true, false, L, hd, L, dSa, T, qh + a * Qd, Qd, 1.0f, dkg + a * Kd, Kd);  // dk += dS^T q
+                gemm_serial(true, false, L, hd, L, Pa, T, doh + a * Qd, Qd, 1.0f, dvg + a * Kd, Kd);  // dv += P^T dout
             }
-            gemm_serial(false, false, T, hd, T, dS, T, kg, Kd, 0.0f, dq + b * T * Qd + h * hd, Qd); // dq = dS k
-            gemm_serial(true, false, T, hd, T, dS, T, qh, Qd, 1.0f, dkg, Kd);  // dk += dS^T q
-            gemm_serial(true, false, T, hd, T, Pb, T, doh, Qd, 1.0f, dvg, Kd); // dv += P^T dout
         }
     }
 }

@@ -118,8 +118,9 @@ KEEL_INTERNAL void keel_op_attention_bwd(float *dq, float *dk, float *dv, const 
 // The same with a block-diagonal causal mask for packed rows: seg0 (B, T) as
 // for keel_op_rope_train_seg; query i attends to key j only when
 // seg0[i] <= j <= i (j in i's segment), so examples packed in one row never
-// see each other. P_ij = 0 outside, which keeps the backward's products
-// exact (dS_ij = 0 there too). seg0 NULL is the plain causal call, bit for bit.
+// see each other. P_ij = 0 outside (dS_ij too), so every product runs on the
+// segments' diagonal blocks only: a row of short examples costs the sum of
+// their squared lengths, not T^2. seg0 NULL is the plain causal call, bit for bit.
 KEEL_INTERNAL void keel_op_attention_train_fwd_seg(float *out, float *P, const float *q, const float *k,
                                                    const float *v, const int32_t *seg0, int64_t B,
                                                    int64_t T, int NH, int NKV, int hd, int n_threads);
