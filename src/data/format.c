@@ -113,6 +113,21 @@ static size_t common_prefix(const int32_t *a, size_t na, const int32_t *b, size_
     return k;
 }
 
+// Render messages[0..n) (add_assistant: plus the opening of an assistant
+// turn), tokenize, and give how many leading tokens it shares with full
+// (*shared) and its own length (*n_part).
+static keel_status rendered_prefix(const keel_tokenizer *tok, const keel_chat_msg *m, size_t n, bool add_assistant,
+                                   const int32_t *full, size_t nf, size_t *shared, size_t *n_part, keel_err *err) {
+    char *text = NULL;
+    int32_t *part = NULL;
+    keel_status st = keel_chat_apply(tok, m, n, add_assistant, &text, err);
+    if (!st) st = tokenize(tok, text, false, true, &part, n_part, err);
+    if (!st) *shared = common_prefix(full, nf, part, *n_part);
+    keel_free(text);
+    keel_free(part);
+    return st;
+}
+
 static keel_status nomem(keel_err *err) { return KEEL_FAIL(err, KEEL_ERR_NOMEM, "out of memory"); }
 
 // BOS? + prompt + completion + EOS with targets from the completion on.
@@ -202,8 +217,8 @@ static keel_status render_chat(const keel_tokenizer *tok, const cJSON *obj, keel
     if (!st && n_asst == 0) st = KEEL_FAIL(err, KEEL_ERR_FORMAT, "no assistant message (nothing to train on)");
 
     char *text = NULL;
-    int32_t *full = NULL, *part = NULL;
-    size_t nf = 0, np = 0;
+    int32_t *full = NULL;
+    size_t nf = 0;
     if (!st) st = keel_chat_apply(tok, m, (size_t)n, false, &text, err);
     if (st == KEEL_ERR_INVALID) st = KEEL_ERR_FORMAT; // e.g. Llama-2 roles that do not alternate
     if (!st) st = tokenize(tok, text, false, true, &full, &nf, err);
@@ -213,39 +228,19 @@ static keel_status render_chat(const keel_tokenizer *tok, const cJSON *obj, keel
     if (!st && !(tgt = keel_calloc(nf ? nf : 1, 1))) st = nomem(err);
     for (int j = 0; j < n && !st; j++) {
         if (strcmp(m[j].role, "assistant")) continue;
-        size_t a, b;
-        st = keel_chat_apply(tok, m, (size_t)j, true, &text, err);
-        if (!st) st = tokenize(tok, text, false, true, &part, &np, err);
-        keel_free(text);
-        text = NULL;
-        if (st) break;
-        a = common_prefix(full, nf, part, np);
-        keel_free(part);
-        part = NULL;
-        if (a < np) {
+        size_t a, b, np;
+        st = rendered_prefix(tok, m, (size_t)j, true, full, nf, &a, &np, err);
+        if (!st && a < np) {
             // the prefix is not rendered as a prefix of the whole (SmolLM2's
             // template adds its default system turn only when there are
             // messages): render messages[0..j] with message j emptied instead
             const char *content = m[j].content;
             m[j].content = "";
-            st = keel_chat_apply(tok, m, (size_t)j + 1, false, &text, err);
+            st = rendered_prefix(tok, m, (size_t)j + 1, false, full, nf, &a, &np, err);
             m[j].content = content;
-            if (!st) st = tokenize(tok, text, false, true, &part, &np, err);
-            keel_free(text);
-            text = NULL;
-            if (st) break;
-            a = common_prefix(full, nf, part, np);
-            keel_free(part);
-            part = NULL;
         }
-        st = keel_chat_apply(tok, m, (size_t)j + 1, false, &text, err);
-        if (!st) st = tokenize(tok, text, false, true, &part, &np, err);
-        keel_free(text);
-        text = NULL;
+        if (!st) st = rendered_prefix(tok, m, (size_t)j + 1, false, full, nf, &b, &np, err);
         if (st) break;
-        b = common_prefix(full, nf, part, np);
-        keel_free(part);
-        part = NULL;
         size_t e = b;
         for (size_t t = a; t < b; t++)
             if (keel_token_is_eog(tok, full[t])) {
@@ -260,7 +255,6 @@ static keel_status render_chat(const keel_tokenizer *tok, const cJSON *obj, keel
     s->hash = h;
     free(tgt);
     keel_free(full);
-    keel_free(part);
     free(m);
     return st;
 }
