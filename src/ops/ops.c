@@ -132,6 +132,23 @@ static inline __mmask16 tail_mask(int64_t left) {
     return left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
 }
 
+// Softmax numerator in place over sc[0..n): sc[j] = e^(sc[j] - max); returns
+// 1 / sum so the caller scales once at the end.
+AVX512 static inline float exp_row512(float *sc, int64_t n) {
+    __m512 vmx = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < n; j += 16)
+        vmx = _mm512_max_ps(vmx, _mm512_mask_loadu_ps(vmx, tail_mask(n - j), sc + j));
+    __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmx));
+    __m512 vs = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = tail_mask(n - j);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sc + j), mx));
+        _mm512_mask_storeu_ps(sc + j, m, e);
+        vs = _mm512_mask_add_ps(vs, m, vs, e);
+    }
+    return 1.0f / _mm512_reduce_add_ps(vs);
+}
+
 // As attn_row_c, for hd a multiple of 16 up to 128: 64 keys per step in
 // four registers, masked at the end (never reading past position n).
 AVX512 static void attn_row_avx512(float *o, const float *qh, const float *kt, int64_t ldk, const float *vc,
@@ -153,18 +170,7 @@ AVX512 static void attn_row_avx512(float *o, const float *qh, const float *kt, i
         _mm512_mask_storeu_ps(sc + j0 + 32, m2, a2);
         _mm512_mask_storeu_ps(sc + j0 + 48, m3, a3);
     }
-    __m512 vmx = _mm512_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < n; j += 16)
-        vmx = _mm512_max_ps(vmx, _mm512_mask_loadu_ps(vmx, tail_mask(n - j), sc + j));
-    __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmx));
-    __m512 vs = _mm512_setzero_ps();
-    for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 m = tail_mask(n - j);
-        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sc + j), mx));
-        _mm512_mask_storeu_ps(sc + j, m, e);
-        vs = _mm512_mask_add_ps(vs, m, vs, e);
-    }
-    float inv = 1.0f / _mm512_reduce_add_ps(vs);
+    float inv = exp_row512(sc, n);
     __m512 acc[8];
     int nv = hd / 16;
     for (int b = 0; b < nv; b++) acc[b] = _mm512_setzero_ps();
@@ -213,18 +219,7 @@ AVX512 static void attn_rows4_avx512(float *o, int64_t qs, const float *q, const
     for (int r = 0; r < 4; r++) {
         float *sr = sc + r * scs;
         int64_t n = n0 + r;
-        __m512 vmx = _mm512_set1_ps(-INFINITY);
-        for (int64_t j = 0; j < n; j += 16)
-            vmx = _mm512_max_ps(vmx, _mm512_mask_loadu_ps(vmx, tail_mask(n - j), sr + j));
-        __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmx));
-        __m512 vs = _mm512_setzero_ps();
-        for (int64_t j = 0; j < n; j += 16) {
-            __mmask16 mk = tail_mask(n - j);
-            __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, sr + j), mx));
-            _mm512_mask_storeu_ps(sr + j, mk, e);
-            vs = _mm512_mask_add_ps(vs, mk, vs, e);
-        }
-        inv[r] = 1.0f / _mm512_reduce_add_ps(vs);
+        inv[r] = exp_row512(sr, n);
         for (int64_t j = n; j < nmax; j++) sr[j] = 0.0f; // keys this row must not see
     }
     __m512 acc[4][4];
