@@ -23,6 +23,11 @@ KEEL_INTERNAL keel_status keel_tokenizer_from_hf(const char *tokenizer_json_path
                                                  const char *tokenizer_config_json_path,
                                                  keel_tokenizer **out, keel_err *err);
 
+// Write tokenizer.json + tokenizer_config.json (atomically) into dir for a
+// byte-level BPE tokenizer (hf_write.c); KEEL_ERR_UNSUPPORTED for
+// SentencePiece vocabularies and pre-tokenizers it cannot express.
+KEEL_INTERNAL keel_status keel_tokenizer_write_hf(const keel_tokenizer *t, const char *dir, keel_err *err);
+
 // ---- module-private below: only src/tokenizer/*.c use these ----------------
 
 // Token types, numbered as GGUF tokenizer.ggml.token_type (= llama.cpp's).

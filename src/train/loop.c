@@ -10,6 +10,7 @@
 #include "adapters/lora.h"
 #include "model/train.h"
 #include "train/train.h"
+#include "tokenizer/tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -840,6 +841,18 @@ keel_status keel_trainer_save(keel_trainer *t, char *dir_out, size_t cap, keel_e
             if (keel_path_exists(src) && !(st = FILE_IN(toks[i]))) st = copy_file_atomic(src, f, err);
             free(src);
             if (st) goto done;
+        }
+    }
+    if (!t->lora_ok && !t->base_is_dir && keel_model_tokenizer(t->model)) {
+        // GGUF base: export its tokenizer so the checkpoint reloads as a HF
+        // directory. Vocabularies the writer cannot express (SentencePiece,
+        // other pre-tokenizers) are skipped silently: the checkpoint is then
+        // weights + config only, as before.
+        keel_err e2;
+        keel_status ts = keel_tokenizer_write_hf(keel_model_tokenizer(t->model), tmp, &e2);
+        if (ts && ts != KEEL_ERR_UNSUPPORTED) {
+            st = KEEL_FAIL(err, ts, "checkpoint: %s", e2.msg);
+            goto done;
         }
     }
     char pos[32], rng[80], el[40], tk[32], stp[32];

@@ -6,7 +6,8 @@
 // tools/golden_train_curve.sh); two runs are bit-identical; stop at step 10 +
 // --resume gives the uninterrupted run's metrics; a checkpoint loads back
 // with keel_model_load and gives the in-memory trained weights' logits (GGUF
-// base: q/k rows un-permuted; HF-directory base: tokenizer files copied);
+// base: q/k rows un-permuted; HF-directory base: tokenizer files copied;
+// byte-level BPE GGUF base: tokenizer.json/tokenizer_config.json exported);
 // bad jobs fail before anything is written.
 // KEEL_TRAIN_KEEP=DIR keeps the files (a checkpoint + ids + keel's logits)
 // for tools/check_train_hf.py, the optional transformers check.
@@ -306,7 +307,7 @@ static void check_roundtrip(const char *model, const char *name, bool copy_tok, 
     if (copy_tok) { // a GGUF base has no tokenizer.json: any one with <= V tokens lets keel load the weights
         CHECK("roundtrip: tokenizer copied in", copy_file("tests/data/tiny_bpe_tokenizer.json", p));
     } else {
-        CHECK("roundtrip: HF base tokenizer copied", access(p, R_OK) == 0);
+        CHECK("roundtrip: tokenizer.json in the checkpoint (copied or exported)", access(p, R_OK) == 0);
     }
     keel_model *m = NULL;
     keel_model_params mp = keel_model_default_params();
@@ -563,6 +564,9 @@ int main(void) {
     test_curve_determinism_resume();
     check_roundtrip(g_model, "stories260k", true, NULL, 0);
     check_roundtrip("tests/data/tiny-llama-hf", "tiny-hf", false, NULL, 0);
+    // GGUF base with a byte-level BPE tokenizer: the checkpoint gets a
+    // tokenizer.json written by keel_tokenizer_write_hf and reloads as is
+    check_roundtrip("tests/data/tiny-llama.gguf", "tiny-gguf", false, NULL, 0);
     // Tied embeddings, 9/3 heads of 64, Q4_1 base: SmolLM2 when cached, only with
     // KEEL_TRAIN_KEEP (tools/check_train_hf.py; too slow for the default suite).
     char smol[512];
