@@ -6,6 +6,7 @@
 // typed getters, and OOM: failing allocation N = 1, 2, ... until open succeeds.
 #include "io/io.h"
 #include "test.h"
+#include "corpus_check.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -402,12 +403,6 @@ static void test_all_kv_types(void) {
     keel_gguf_close(g);
 }
 
-typedef struct expect {
-    const char *file;
-    keel_status code;
-    const char *msg; // a substring of the message (after "PATH: ")
-} expect;
-
 static const expect bad_files[] = {
     {"bad_empty.gguf", KEEL_ERR_FORMAT, "truncated in the header"},
     {"bad_truncated_magic.gguf", KEEL_ERR_FORMAT, "truncated in the header"},
@@ -467,62 +462,23 @@ static const expect bad_files[] = {
     {"bad_data_section_past_end.gguf", KEEL_ERR_FORMAT, "data section starts at 1048576, past the end"},
 };
 
+static keel_status open_any(const char *path, void **h, keel_err *e) {
+    keel_gguf *x = (keel_gguf *)1;
+    keel_status st = keel_gguf_open(path, &x, e);
+    *h = x;
+    return st;
+}
+static void close_any(void *h) { keel_gguf_close(h); }
+
 static void test_bad_files(void) {
-    int right = 0;
-    for (size_t k = 0; k < sizeof bad_files / sizeof bad_files[0]; k++) {
-        char path[512], want[600];
-        snprintf(path, sizeof path, "%s/%s", CORPUS, bad_files[k].file);
-        snprintf(want, sizeof want, "%s: ", path);
-        keel_gguf *g = (keel_gguf *)1;
-        keel_err e = {0};
-        keel_status st = keel_gguf_open(path, &g, &e);
-        bool ok = st == bad_files[k].code && e.code == st && g == NULL && strncmp(e.msg, want, strlen(want)) == 0 &&
-                  has(e.msg, bad_files[k].msg);
-        if (!ok)
-            fprintf(stderr, "FAIL %s: status %d (want %d), message '%s' (want '%s')\n", bad_files[k].file, (int)st,
-                    (int)bad_files[k].code, e.msg, bad_files[k].msg);
-        right += ok;
-    }
-    CHECK("every named bad file fails as expected", right == (int)(sizeof bad_files / sizeof bad_files[0]));
+    size_t n = sizeof bad_files / sizeof bad_files[0];
+    CHECK("every named bad file fails as expected", corpus_check_table(CORPUS, bad_files, n, open_any) == (int)n);
 }
 
 // Every corpus file: valid_* opens, bad_* fails naming the file, anything else
 // (fuzzer finds) must simply not crash. Also every bad_* file is in the table.
 static void test_corpus(void) {
-    DIR *d = opendir(CORPUS);
-    CHECK("corpus folder present (run from the repository root)", d != NULL);
-    if (!d) return;
-    int n_valid = 0, n_bad = 0, valid_ok = 0, bad_ok = 0, untabled = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        const char *name = de->d_name;
-        if (name[0] == '.') continue;
-        char path[512];
-        snprintf(path, sizeof path, "%s/%s", CORPUS, name);
-        keel_gguf *g = NULL;
-        keel_err e = {0};
-        keel_status st = keel_gguf_open(path, &g, &e);
-        if (strncmp(name, "valid_", 6) == 0) {
-            n_valid++;
-            valid_ok += st == KEEL_OK;
-            if (st) fprintf(stderr, "FAIL %s: %s\n", name, e.msg);
-        } else if (strncmp(name, "bad_", 4) == 0) {
-            n_bad++;
-            bad_ok += st != KEEL_OK && g == NULL && has(e.msg, path);
-            bool tabled = false;
-            for (size_t k = 0; k < sizeof bad_files / sizeof bad_files[0]; k++)
-                tabled |= strcmp(bad_files[k].file, name) == 0;
-            if (!tabled) {
-                fprintf(stderr, "note: %s is not in the expectations table\n", name);
-                untabled++;
-            }
-        }
-        keel_gguf_close(g);
-    }
-    closedir(d);
-    CHECK("valid corpus files open", n_valid >= 6 && valid_ok == n_valid);
-    CHECK("bad corpus files fail naming the file", n_bad >= 50 && bad_ok == n_bad);
-    CHECK("every bad corpus file has an expectation", untabled == 0);
+    corpus_check_dir(CORPUS, bad_files, sizeof bad_files / sizeof bad_files[0], open_any, close_any, 6, 50);
 }
 
 static void test_io_errors(void) {
