@@ -47,6 +47,8 @@ endef
 $(eval $(call require_pc,libpcre2-8,libpcre2-dev))
 $(eval $(call require_pc,libcjson,libcjson-dev))
 $(eval $(call require_pc,yaml-0.1,libyaml-dev))
+$(eval $(call require_pc,sqlite3,libsqlite3-dev))
+$(eval $(call require_pc,libcrypto,libssl-dev))
 
 # ---- optional: OpenMP (one thread pool for everything) ----------------------
 ifneq ($(USE_OPENMP),0)

@@ -408,6 +408,103 @@ KEEL_API void keel_data_report_free(keel_data_report *r);
 KEEL_API keel_status keel_job_resolve(const char *path, const char *const *sets, int32_t n_sets,
                                       char **yaml, keel_err *err);
 
+// ---------------------------------------------------------------- capabilities
+//
+// A capability is data + metric: perplexity on text, exact match of greedy
+// answers, multiple choice by log-likelihood (scored as lm-evaluation-harness
+// scores its 0-shot tasks: acc and acc_norm), or a probe (pass rate of
+// generations against a pattern). A suite is a list of them: the
+// `capabilities:` list of a job, or a suite file holding only that list.
+// Every score comes with n and a 95% confidence interval (Wilson for rates,
+// bootstrap over documents for perplexity). Keys and data formats: docs/eval.md.
+
+typedef struct keel_suite keel_suite;
+
+// Read a suite file (YAML with one `capabilities:` list). Errors name
+// FILE:LINE:COL and the key, as job files do. On failure *out is NULL.
+KEEL_API keel_status keel_suite_load(const char *path, keel_suite **out, keel_err *err);
+KEEL_API void keel_suite_free(keel_suite *s);
+KEEL_API int32_t keel_suite_count(const keel_suite *s);
+
+typedef struct keel_cap_result {
+    char name[64];        // the capability's name
+    char kind[24];        // "perplexity", "exact_match", "multiple_choice", "probe"
+    char metric[24];      // the metric bounds apply to: "ppl", "acc", "acc_norm",
+                          // "exact_match", "pass_rate"
+    double value;         // point estimate (rates in [0, 1])
+    double lo, hi;        // 95% confidence interval
+    double se;            // standard error of value (rates: sqrt(p(1-p)/n); ppl: bootstrap sd)
+    int64_t n;            // items scored (documents for perplexity)
+    int64_t n_tokens;     // perplexity: tokens scored; else 0
+    bool higher_is_better;// false for ppl
+    char metric2[24];     // multiple_choice: the other of acc / acc_norm; else ""
+    double value2, lo2, hi2;
+    double seconds;       // wall time spent scoring it
+} keel_cap_result;
+
+typedef struct keel_eval_opts {
+    const char *adapter;  // a PEFT adapter directory applied on the model (NULL: none)
+    int64_t limit;        // > 0: at most this many items per capability (0: as the suite says)
+    int32_t n_threads;    // 0: all cores
+    uint64_t seed;        // bootstrap seed (0 by default)
+    // Called after each batch (may be NULL): capability index, items done, items total.
+    void (*progress)(int32_t cap, int64_t done, int64_t total, void *ud);
+    void *ud;
+} keel_eval_opts;
+
+KEEL_API keel_eval_opts keel_eval_default_opts(void);
+
+// Score every capability of s on model (a .gguf file or HF directory, e.g. a
+// full fine-tuning checkpoint), with o->adapter applied when set. out holds
+// keel_suite_count(s) results in suite order.
+KEEL_API keel_status keel_suite_eval(const char *model, const keel_suite *s, const keel_eval_opts *o,
+                                     keel_cap_result *out, keel_err *err);
+
+// Results as JSON (an array of objects with every field) or as a text table
+// (one row per capability: name, metric, value, CI, n). *out: keel_free.
+KEEL_API keel_status keel_cap_results_json(const keel_cap_result *r, int32_t n, char **out, keel_err *err);
+KEEL_API keel_status keel_cap_results_table(const keel_cap_result *r, int32_t n, char **out, keel_err *err);
+
+// ---------------------------------------------------------------- registry
+//
+// One SQLite database (keel.db in the project directory by default) records
+// every run: its resolved job, its checkpoints (path, SHA-256 of the files,
+// parent, step), every capability measurement, every ledger decision, and
+// which checkpoint of a run is active. It stays consistent through kill -9
+// (one transaction per record; a checkpoint is recorded only after its
+// directory is complete on disk). References: a run is its number ("3"), its
+// run directory, or its name (the run directory's last component); a
+// checkpoint is "RUN@step-N" (or "RUN@base") or its directory path.
+// Tables and commands: docs/registry.md.
+
+typedef struct keel_registry keel_registry;
+
+// Open (creating when absent) the registry at path.
+KEEL_API keel_status keel_registry_open(const char *path, keel_registry **out, keel_err *err);
+KEEL_API void keel_registry_close(keel_registry *r);
+
+// Reports as text for the CLI (*out: keel_free).
+// runs: one line per run (id, name, model, method, status, steps, active checkpoint, when).
+KEEL_API keel_status keel_registry_runs(keel_registry *r, char **out, keel_err *err);
+// show: a run (ledger table base -> latest with CIs, bounds, decisions, checkpoints
+// with lineage) or one checkpoint (its scores, SHA-256, parent chain).
+KEEL_API keel_status keel_registry_show(keel_registry *r, const char *ref, char **out, keel_err *err);
+// diff: the capabilities of two checkpoints (or runs: their active checkpoints) side by
+// side with deltas and whether each difference is significant at 95%.
+KEEL_API keel_status keel_registry_diff(keel_registry *r, const char *a, const char *b, char **out,
+                                        keel_err *err);
+// Make a checkpoint of a run the active one (to NULL: the last checkpoint that
+// satisfied every bound). path (may be NULL) receives its directory.
+KEEL_API keel_status keel_registry_rollback(keel_registry *r, const char *run, const char *to, char *path,
+                                            size_t cap, keel_err *err);
+// The directory of a checkpoint reference, or of a run's active checkpoint.
+KEEL_API keel_status keel_registry_resolve(keel_registry *r, const char *ref, char *path, size_t cap,
+                                           keel_err *err);
+// Verify the registry against the files: database integrity, every listed
+// checkpoint present, loadable and matching its SHA-256, parents and active
+// pointers valid. *n_problems = problems found; *out a report.
+KEEL_API keel_status keel_registry_fsck(keel_registry *r, char **out, int64_t *n_problems, keel_err *err);
+
 // ---------------------------------------------------------------- training
 //
 // `keel train`: run a job (YAML, docs/job.md) end to end. The run directory

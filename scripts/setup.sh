@@ -4,7 +4,7 @@
 # repository, in ${KEEL_CACHE:-~/.cache/keel}). Safe to run again.
 set -euo pipefail
 pkgs="build-essential pkg-config libopenblas0-openmp libopenblas-openmp-dev libpcre2-dev libcjson-dev
-      libyaml-dev libsqlite3-dev unzip python3-pip"
+      libyaml-dev libsqlite3-dev libssl-dev unzip python3-pip"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -10,6 +10,7 @@
 #define KEEL_JOB_H
 
 #include "core/core.h"
+#include "cap/cap.h"
 
 typedef enum keel_job_method {
     KEEL_JOB_FULL = 0,  // full fine-tuning of the selected tensors
@@ -22,6 +23,13 @@ typedef enum keel_job_schedule {
     KEEL_SCHED_LINEAR = 1, // linear decay to 0 after warmup
     KEEL_SCHED_COSINE = 2, // cosine decay to 0 after warmup
 } keel_job_schedule;
+
+typedef enum keel_job_violation {
+    KEEL_VIOLATION_STOP = 0,     // save a checkpoint and stop
+    KEEL_VIOLATION_ROLLBACK = 1, // restore the last checkpoint that satisfied every bound, stop
+    KEEL_VIOLATION_ADAPT = 2,    // rollback, lower the learning rate, continue (max_retries)
+    KEEL_VIOLATION_WARN = 3,     // record the violation and go on
+} keel_job_violation;
 
 typedef enum keel_job_lora_init {
     KEEL_LORA_INIT_KAIMING = 0,  // PEFT default: A Kaiming-uniform(a=sqrt(5)), B zero
@@ -80,6 +88,18 @@ typedef struct keel_job {
         char *dir;               // "runs/keel"
         int64_t save_every;      // 0 = only at the end
     } output;
+    // The capability ledger (docs/job.md "capabilities", "monitor").
+    keel_cap_suite caps;         // `capabilities:` (empty: no ledger)
+    struct {
+        int64_t every;           // 0: measure only before step 0 and at the end
+        int64_t sample;          // 0: all items; N: a fixed seeded subset of N items per capability
+        uint64_t seed;           // 0: the subset and bootstrap seed
+        int on_violation;        // keel_job_violation: stop
+        keel_cap_decide decide;  // point: default for capabilities without `decide:`
+        int32_t max_retries;     // 2: adapt retries before giving up (then as rollback)
+        double lr_factor;        // 0.5: adapt multiplies the learning rate by this
+        double weight_factor;    // 2: adapt multiplies a preservation weight by this (when one is configured)
+    } monitor;
 
     // Where each key was set, for messages (index = key table row; line 0 =
     // the default, -1 = a --set override).

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+// registry.h — the run registry (SQLite, keel.db): the writer side the
+// trainer and the ledger use, plus the SHA-256 of a checkpoint directory.
+// The readers (runs/show/diff/rollback/resolve/fsck) are the keel_registry_*
+// functions of include/keel.h. Sits above core/ and io/, below train/ and cli/.
+//
+// Crash safety: the database runs in WAL mode with synchronous=FULL; every
+// call below is one transaction, so kill -9 at any moment leaves either the
+// whole record or none of it. A checkpoint is recorded only after its
+// directory was renamed into place and fsync'd, with the SHA-256 of its
+// files: a listed checkpoint is always complete. A checkpoint directory on
+// disk that no row lists (killed between the rename and the insert) is
+// reported by fsck as unregistered, not as an inconsistency.
+//
+//   registry.c  schema, open/close, writers
+//   report.c    runs/show/diff text reports
+//   fsck.c      verification against the files, rollback, resolve
+//   sha256.c    keel_dir_sha256 (OpenSSL libcrypto EVP)
+#ifndef KEEL_REGISTRY_H
+#define KEEL_REGISTRY_H
+
+#include "core/core.h"
+
+// Begin a run: records the run directory (absolute), its resolved job YAML,
+// model path and method; status "running". *run_id receives its number.
+KEEL_INTERNAL keel_status keel_registry_run_begin(keel_registry *r, const char *run_dir, const char *job_yaml,
+                                                  const char *model, const char *method, int64_t *run_id,
+                                                  keel_err *err);
+// The run id recorded for run_dir, for a resumed run (-1 when none).
+KEEL_INTERNAL keel_status keel_registry_run_find(keel_registry *r, const char *run_dir, int64_t *run_id,
+                                                 keel_err *err);
+// End state: "done", "stopped" (bound violated, on_violation stop), "rolled_back",
+// "interrupted" (Ctrl-C / stop_after), "failed"; steps done.
+KEEL_INTERNAL keel_status keel_registry_run_end(keel_registry *r, int64_t run_id, const char *status,
+                                                int64_t steps, keel_err *err);
+
+// Record a checkpoint directory written by the trainer (complete on disk):
+// step, its SHA-256 (keel_dir_sha256), parent checkpoint id (-1: none; the
+// previous checkpoint of the lineage, or the one rolled back to), whether it
+// satisfied every bound when measured (ok = -1 unknown/not measured, 0, 1).
+// A checkpoint with the same path already recorded is replaced (its row id
+// is kept). *ckpt_id receives its id. kind: "base" (the base model itself,
+// path = the model path, no SHA-256 check of the model's files beyond the
+// digest recorded) or "step".
+KEEL_INTERNAL keel_status keel_registry_add_checkpoint(keel_registry *r, int64_t run_id, const char *kind,
+                                                       int64_t step, const char *path, const char *sha256,
+                                                       int64_t parent_id, int ok, int64_t *ckpt_id,
+                                                       keel_err *err);
+KEEL_INTERNAL keel_status keel_registry_set_checkpoint_ok(keel_registry *r, int64_t ckpt_id, int ok,
+                                                          keel_err *err);
+
+// Record one measurement (a capability result) of a run at a step, tied to
+// a checkpoint (ckpt_id, or -1 when none). phase: "base", "monitor", "final".
+// sampled: measured on monitor.sample items (then base_value is the base
+// model's value on the same items), else on all items.
+KEEL_INTERNAL keel_status keel_registry_add_measurements(keel_registry *r, int64_t run_id, int64_t ckpt_id,
+                                                         int64_t step, const char *phase, bool sampled,
+                                                         const keel_cap_result *res,
+                                                         const keel_cap_result *base_same_items, int32_t n,
+                                                         keel_err *err);
+// Record a ledger decision: action "ok" is not recorded; "stop", "rollback",
+// "adapt", "warn", "give_up" with the reason (one line with the numbers) and
+// the checkpoint acted on (-1 none).
+KEEL_INTERNAL keel_status keel_registry_add_decision(keel_registry *r, int64_t run_id, int64_t step,
+                                                     const char *action, const char *reason,
+                                                     int64_t ckpt_id, keel_err *err);
+// Make ckpt_id the run's active checkpoint.
+KEEL_INTERNAL keel_status keel_registry_set_active(keel_registry *r, int64_t run_id, int64_t ckpt_id,
+                                                   keel_err *err);
+
+// SHA-256 of a checkpoint directory: the digest of the text
+// "<sha256 of file>  <name>\n" for every regular file in the directory,
+// sorted by name (byte order) — i.e. `sha256sum * | sha256sum` run in the
+// directory (files only; subdirectories are refused, KEEL_ERR_FORMAT).
+// hex receives 64 lowercase hex digits + NUL.
+KEEL_INTERNAL keel_status keel_dir_sha256(const char *dir, char hex[65], keel_err *err);
+// SHA-256 of one file (hex as above).
+KEEL_INTERNAL keel_status keel_file_sha256(const char *path, char hex[65], keel_err *err);
+
+#endif // KEEL_REGISTRY_H
