@@ -239,6 +239,31 @@ typedef enum keel_logits_mode {
 KEEL_API keel_status keel_eval(keel_context *c, const int32_t *tokens, int32_t n, int32_t pos,
                                float *logits, keel_logits_mode mode, keel_err *err);
 
+// A LoRA adapter applied by the inference path (keel_eval, perplexity,
+// generation): every adapted linear computes y = x W^T + s (x A^T) B^T in
+// fp32, s = lora_alpha / r (or / sqrt(r) with use_rslora), the same function
+// PEFT computes and keel's trainer trains.
+typedef struct keel_adapter keel_adapter;
+
+// Load a PEFT LoRA directory (adapter_config.json + adapter_model.safetensors,
+// as keel's trainer and PEFT's save_pretrained write it; tensors F32/F16/BF16)
+// for model m, which must outlive it. B's q/k rows are permuted to GGUF's row
+// order for a GGUF base, so one adapter serves the HF and the GGUF file of a
+// model. Errors name the file and the key/tensor: KEEL_ERR_IO (missing
+// directory or file), KEEL_ERR_FORMAT (bad JSON, a tensor that is not a
+// projection of this model, shapes that do not match the model and r, options
+// keel does not implement). On failure *out is NULL.
+KEEL_API keel_status keel_adapter_load(const keel_model *m, const char *dir, keel_adapter **out,
+                                       keel_err *err);
+KEEL_API void keel_adapter_free(keel_adapter *a);
+
+// Apply a (loaded for this context's model) to every following keel_eval /
+// keel_perplexity on c; NULL removes it. a must outlive its use by c. The
+// keys and values already cached were computed with the previous setting, so
+// call this before evaluating: the next keel_eval should start at pos 0.
+// KEEL_ERR_INVALID when a belongs to another model; KEEL_ERR_NOMEM.
+KEEL_API keel_status keel_context_set_adapter(keel_context *c, const keel_adapter *a, keel_err *err);
+
 // ---------------------------------------------------------------- sampling
 
 typedef struct keel_sampler keel_sampler;
@@ -402,9 +427,10 @@ KEEL_API void keel_data_report_free(keel_data_report *r);
 // value of the key's type) in order, check it, and return the resolved job
 // as YAML (every key, defaults filled) in *yaml (keel_free). Errors:
 // KEEL_ERR_INVALID "FILE:LINE:COL: key 'train.lr': ..." (or "--set K=V: key
-// 'K': ...") for unknown keys, wrong types and impossible values;
-// KEEL_ERR_UNSUPPORTED for the reserved `capabilities:` / `monitor:`
-// sections; KEEL_ERR_IO when the file cannot be read. On failure *yaml is NULL.
+// 'K': ...") for unknown keys, wrong types and impossible values (including
+// the `capabilities:` list and the `monitor:` section of the capability
+// ledger, docs/eval.md); KEEL_ERR_IO when the file cannot be read. On
+// failure *yaml is NULL.
 KEEL_API keel_status keel_job_resolve(const char *path, const char *const *sets, int32_t n_sets,
                                       char **yaml, keel_err *err);
 
@@ -524,6 +550,8 @@ typedef enum keel_train_event_kind {
     KEEL_TRAIN_EV_STEP = 1,   // after each optimizer step
     KEEL_TRAIN_EV_EVAL = 2,   // after a validation pass: val_loss
     KEEL_TRAIN_EV_CHECKPOINT = 3, // a checkpoint was written: path
+    KEEL_TRAIN_EV_LEDGER = 4,     // capabilities measured: caps, caps_base, n_caps, phase, ok
+    KEEL_TRAIN_EV_DECISION = 5,   // the ledger acted on a violation: action, reason, path
 } keel_train_event_kind;
 
 typedef struct keel_train_event {
@@ -539,7 +567,17 @@ typedef struct keel_train_event {
     double elapsed_s;      // wall time of the run so far (continues across resumes)
     double eta_s;          // estimated time to the last step
     double val_loss;       // EV_EVAL
-    const char *path;      // EV_CHECKPOINT: the checkpoint directory (valid during the call)
+    const char *path;      // EV_CHECKPOINT: the checkpoint directory (valid during the call);
+                           // EV_DECISION: the checkpoint rolled back to (NULL: none)
+    // EV_LEDGER (valid during the call): each capability now and the base model's
+    // value on the same items (the monitor subset when sampled)
+    const keel_cap_result *caps, *caps_base;
+    int32_t n_caps;
+    const char *phase;     // "base", "monitor", "final"
+    bool sampled;          // measured on monitor.sample items
+    bool ok;               // every bound holds
+    const char *action;    // EV_DECISION: "stop", "rollback", "adapt", "warn", "give_up"
+    const char *reason;    // EV_LEDGER (when !ok) / EV_DECISION: the violation with its numbers
 } keel_train_event;
 
 typedef struct keel_train_callbacks {
@@ -560,6 +598,8 @@ typedef struct keel_train_opts {
     int64_t eval_every;       // validation every N steps (0: at each checkpoint and the end)
     int64_t stop_after;       // 0; N > 0: stop after N steps of this call, with a checkpoint
                               // (as should_stop would; summary.interrupted is set)
+    const char *registry;     // NULL: no registry; else the keel.db to record the run in
+                              // (created when absent; docs/registry.md)
 } keel_train_opts;
 
 typedef struct keel_train_summary {
@@ -574,6 +614,14 @@ typedef struct keel_train_summary {
     bool interrupted;         // stopped early by should_stop / stop_after (resumable)
     char run_dir[1024];
     char checkpoint[1100];    // the last checkpoint written ("" when none)
+    // the capability ledger (zero when the job declares no capabilities)
+    double ledger_s;          // wall time spent measuring capabilities (share: ledger_s / wall_s)
+    int32_t n_violations;     // measurements that broke a bound
+    int32_t n_retries;        // adapt: rollbacks followed by a retry
+    char status[16];          // "done", "stopped", "rolled_back", "interrupted"
+    char active[1100];        // the active checkpoint: the last one that satisfied every
+                              // bound (the last one written when there are no capabilities)
+    int64_t run_id;           // the run's number in the registry (0 when none)
 } keel_train_summary;
 
 KEEL_API keel_train_opts keel_train_default_opts(void);

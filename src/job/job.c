@@ -3,9 +3,10 @@
 // defaults, parsing (libyaml's document API, so every node has a line and
 // column), `--set a.b=v` overrides, validation, the YAML writer and equality.
 // Errors read "FILE:LINE:COL: key 'train.lr': ..." (1-based). A null value
-// (`key:` or `key: ~`) means the default. `capabilities:` and `monitor:`
-// belong to the capability ledger (issue 4) and are rejected as not
-// supported yet. Schema reference: docs/job.md.
+// (`key:` or `key: ~`) means the default. `monitor:` is a section of the
+// table like the others; `capabilities:` (a list of mappings, the ledger's
+// capabilities) is parsed, written and compared by cap/suite.c. Schema
+// reference: docs/job.md (capabilities: docs/eval.md).
 #include "job/job.h"
 #include "io/io.h"
 
@@ -35,6 +36,8 @@ static const char *const method_names[] = {"full", "lora", "qlora", NULL};
 static const char *const sched_names[] = {"constant", "linear", "cosine", NULL};
 static const char *const init_names[] = {"kaiming", "gaussian", NULL};
 static const char *const format_names[] = {"auto", "text", "prompt_completion", "chat", "alpaca", NULL};
+static const char *const violation_names[] = {"stop", "rollback", "adapt", "warn", NULL};
+static const char *const decide_names[] = {"point", "ci", NULL};
 
 #define OFF(f) offsetof(keel_job, f)
 static const keydef keys[] = {
@@ -72,16 +75,24 @@ static const keydef keys[] = {
     {"train.threads", T_INT, OFF(train.threads), "0", LO | HI, 0, 4096, NULL},
     {"output.dir", T_STR, OFF(output.dir), "\"runs/keel\"", NONEMPTY, 0, 0, NULL},
     {"output.save_every", T_I64, OFF(output.save_every), "0", LO | HI, 0, 1e15, NULL},
+    {"monitor.every", T_I64, OFF(monitor.every), "0", LO | HI, 0, 1e15, NULL},
+    {"monitor.sample", T_I64, OFF(monitor.sample), "0", LO | HI, 0, 1e15, NULL},
+    {"monitor.seed", T_U64, OFF(monitor.seed), "0", 0, 0, 0, NULL},
+    {"monitor.on_violation", T_ENUM, OFF(monitor.on_violation), "stop", 0, 0, 0, violation_names},
+    {"monitor.decide", T_ENUM, OFF(monitor.decide), "point", 0, 0, 0, decide_names},
+    {"monitor.max_retries", T_INT, OFF(monitor.max_retries), "2", LO | HI, 0, 1000, NULL},
+    {"monitor.lr_factor", T_FLOAT, OFF(monitor.lr_factor), "0.5", LO | LO_OPEN | HI | HI_OPEN, 0, 1, NULL},
+    {"monitor.weight_factor", T_FLOAT, OFF(monitor.weight_factor), "2", LO | HI, 1, 1e6, NULL},
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 _Static_assert(sizeof keys / sizeof keys[0] <= KEEL_JOB_MAX_KEYS, "raise KEEL_JOB_MAX_KEYS");
 
 _Static_assert(sizeof(keel_job_method) == sizeof(int) && sizeof(keel_job_schedule) == sizeof(int) &&
-                   sizeof(keel_job_lora_init) == sizeof(int) && sizeof(keel_data_format) == sizeof(int),
+                   sizeof(keel_job_lora_init) == sizeof(int) && sizeof(keel_data_format) == sizeof(int) &&
+                   sizeof(keel_cap_decide) == sizeof(int),
                "enum keys are written through int *");
 
-static const char *const sections[] = {"lora", "full", "data", "train", "output", NULL};
-static const char *const not_yet[] = {"capabilities", "monitor", NULL};
+static const char *const sections[] = {"lora", "full", "data", "train", "output", "monitor", NULL};
 
 static const char *const hf_modules[] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                          "gate_proj", "up_proj", "down_proj", NULL};
@@ -516,6 +527,7 @@ static int names_in(const char *sec, const char **out, int cap) {
         } else if (!strchr(p, '.')) out[n++] = p;
     }
     for (int i = 0; !sec && sections[i] && n < cap; i++) out[n++] = sections[i];
+    if (!sec && n < cap) out[n++] = "capabilities";
     return n;
 }
 
@@ -529,6 +541,7 @@ static keel_status walk_map(keel_job *job, const char *name, yaml_document_t *do
                             const char *sec, keel_err *err) {
     bool seen[KEEL_JOB_MAX_KEYS] = {0};
     bool seen_sec[8] = {0};
+    int seen_caps = 0; // line of `capabilities:`
     for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top; pr++) {
         yaml_node_t *kn = yaml_document_get_node(doc, pr->key);
         yaml_node_t *vn = yaml_document_get_node(doc, pr->value);
@@ -554,13 +567,15 @@ static keel_status walk_map(keel_job *job, const char *name, yaml_document_t *do
             if (st) return st;
             continue;
         }
-        if (!sec) {
-            for (int i = 0; not_yet[i]; i++)
-                if (!strcmp(kname, not_yet[i])) {
-                    return KEEL_FAIL(err, KEEL_ERR_UNSUPPORTED,
-                                     "%s:%d:%d: key '%s': not supported yet (the capability ledger comes later)",
-                                     name, kl.line, kl.col, kname);
-                }
+        if (!sec && !strcmp(kname, "capabilities")) {
+            if (seen_caps) return fail_at(err, &kl, path, "duplicate key (first set on line %d)", seen_caps);
+            seen_caps = kl.line;
+            keel_cap_suite caps = {0};
+            keel_status st = keel_cap_suite_parse_node(&caps, name, doc, vn, err);
+            if (st) return st;
+            keel_cap_suite_free(&job->caps);
+            job->caps = caps;
+            continue;
         }
         int ki = key_index(path);
         if (ki < 0) {
@@ -634,6 +649,7 @@ void keel_job_free(keel_job *job) {
         else if (keys[i].type == T_LIST) strlist_free((keel_strlist *)dst);
     }
     free(job->path);
+    keel_cap_suite_free(&job->caps);
     memset(job, 0, sizeof *job);
 }
 
@@ -682,11 +698,8 @@ keel_status keel_job_set(keel_job *job, const char *a, keel_err *err) {
     loc l = {a, 0, 0, true};
     int ki = key_index(path);
     if (ki < 0) {
-        for (int i = 0; not_yet[i]; i++) {
-            size_t nl = strlen(not_yet[i]);
-            if (!strncmp(path, not_yet[i], nl) && (path[nl] == 0 || path[nl] == '.'))
-                return KEEL_FAIL(err, KEEL_ERR_UNSUPPORTED, "--set %s: key '%s': not supported yet (the capability ledger comes later)", a, path);
-        }
+        if (!strncmp(path, "capabilities", 12) && (path[12] == 0 || path[12] == '.' || path[12] == '['))
+            return fail_at(err, &l, path, "capabilities cannot be set with --set; edit the job file");
         const char *cands[KEEL_JOB_MAX_KEYS];
         for (int i = 0; i < N_KEYS; i++) cands[i] = keys[i].path;
         char dym[80];
@@ -735,6 +748,17 @@ keel_status keel_job_validate(const keel_job *job, keel_err *err) {
         ki = key_index("data.validation_split");
         loc l = key_loc(job, ki, b, sizeof b);
         return fail_at(err, &l, "data.validation_split", "set either data.validation (a file) or data.validation_split, not both");
+    }
+    if (job->caps.n == 0 && job->monitor.every > 0) {
+        ki = key_index("monitor.every");
+        loc l = key_loc(job, ki, b, sizeof b);
+        return fail_at(err, &l, "monitor.every", "there is nothing to monitor: the job declares no capabilities");
+    }
+    if (job->caps.n == 0 && job->monitor.on_violation != KEEL_VIOLATION_STOP) {
+        ki = key_index("monitor.on_violation");
+        loc l = key_loc(job, ki, b, sizeof b);
+        return fail_at(err, &l, "monitor.on_violation", "%s needs bounds, but the job declares no capabilities",
+                       violation_names[job->monitor.on_violation]);
     }
     if (job->train.max_steps > 0 && job->train.warmup_steps > job->train.max_steps) {
         ki = key_index("train.warmup_steps");
@@ -847,6 +871,10 @@ keel_status keel_job_to_yaml(const keel_job *job, char **out, size_t *len, keel_
         }
         ok = ok && keel_buf_appends(&b, "\n");
     }
+    if (ok && keel_cap_suite_to_yaml(&job->caps, &b, err) != KEEL_OK) {
+        free(b.data);
+        return KEEL_ERR_NOMEM;
+    }
     if (!ok || !keel_buf_append(&b, "", 1)) {
         free(b.data);
         return KEEL_FAIL(err, KEEL_ERR_NOMEM, "job: out of memory");
@@ -895,5 +923,5 @@ bool keel_job_equal(const keel_job *a, const keel_job *b) {
         }
         }
     }
-    return true;
+    return keel_cap_suite_equal(&a->caps, &b->caps);
 }

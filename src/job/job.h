@@ -114,8 +114,9 @@ KEEL_INTERNAL void keel_job_free(keel_job *job);
 
 // Apply the keys of a YAML document to job (parsed from memory; name is used
 // in messages). Unknown keys, wrong types and out-of-range values fail with
-// KEEL_ERR_INVALID and "NAME:LINE:COL: key 'a.b': ..."; `capabilities:` and
-// `monitor:` fail with KEEL_ERR_UNSUPPORTED (the ledger is not built yet).
+// KEEL_ERR_INVALID and "NAME:LINE:COL: key 'a.b': ..."; `capabilities:` is
+// parsed by keel_cap_suite_parse_node into job->caps (replacing any before),
+// `monitor:` is a section of keys like the others.
 KEEL_INTERNAL keel_status keel_job_parse(keel_job *job, const char *name, const char *text,
                                          size_t len, keel_err *err);
 KEEL_INTERNAL keel_status keel_job_parse_file(keel_job *job, const char *path, keel_err *err);
@@ -125,7 +126,8 @@ KEEL_INTERNAL keel_status keel_job_parse_file(keel_job *job, const char *path, k
 KEEL_INTERNAL keel_status keel_job_set(keel_job *job, const char *assignment, keel_err *err);
 
 // Cross-key checks after parsing and overrides: required keys present,
-// validation file vs split, max_steps/epochs. Names the key and its line.
+// validation file vs split, max_steps/epochs, monitor.every > 0 or an
+// on_violation other than stop without capabilities. Names the key and its line.
 KEEL_INTERNAL keel_status keel_job_validate(const keel_job *job, keel_err *err);
 
 // init + parse_file + each override + validate.

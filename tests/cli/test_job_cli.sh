@@ -46,7 +46,7 @@ run job check tests/data/jobs/typo.yaml
 check "typo message" err_is "key 'data.max_seq_length': unknown key (did you mean 'max_seq_len'?)"
 run job check tests/data/jobs/ledger.yaml
 check "ledger exits 1" [ "$rc" -eq 1 ]
-check "ledger message" err_is "key 'capabilities': not supported yet"
+check "ledger message" err_is "tests/data/jobs/ledger.yaml:5:5: key 'capabilities[0].type': required"
 run job check examples/smollm2-lora.yaml --set train.batch_size=many
 check "bad override message" err_is "--set train.batch_size=many: key 'train.batch_size': expected an integer, got 'many'"
 run job check tests/data/jobs/none.yaml

@@ -135,8 +135,9 @@ static void test_errors(void) {
         CHECK("typo.yaml fails", keel_job_load(&j, "tests/data/jobs/typo.yaml", NULL, 0, &err) == KEEL_ERR_INVALID);
         CHECK("typo.yaml did you mean",
               !strcmp(err.msg, "tests/data/jobs/typo.yaml:4:3: key 'data.max_seq_length': unknown key (did you mean 'max_seq_len'?)"));
-        CHECK("ledger.yaml unsupported", keel_job_load(&j, "tests/data/jobs/ledger.yaml", NULL, 0, &err) == KEEL_ERR_UNSUPPORTED);
-        CHECK("ledger.yaml message", strstr(err.msg, "ledger.yaml:4:1: key 'capabilities': not supported yet") != NULL);
+        CHECK("ledger.yaml incomplete", keel_job_load(&j, "tests/data/jobs/ledger.yaml", NULL, 0, &err) == KEEL_ERR_INVALID);
+        CHECK("ledger.yaml message", !strcmp(err.msg, "tests/data/jobs/ledger.yaml:5:5: key 'capabilities[0].type': required: "
+                                                      "one of perplexity, exact_match, multiple_choice, probe"));
         CHECK("missing file", keel_job_load(&j, "tests/data/jobs/nope.yaml", NULL, 0, &err) == KEEL_ERR_IO);
     }
     snprintf(buf, sizeof buf, "%slora:\n  r: 0\n", head);
@@ -213,8 +214,34 @@ static void test_errors(void) {
     expect_err("section key at top level", buf, KEEL_ERR_INVALID, "t.yaml:4:1: key 'r': unknown key (it belongs in 'lora.r')");
     snprintf(buf, sizeof buf, "%strian:\n  lr: 1\n", head);
     expect_err("unknown section", buf, KEEL_ERR_INVALID, "t.yaml:4:1: key 'trian': unknown key (did you mean 'train'?)");
+    // the ledger: monitor without capabilities, capability errors
     snprintf(buf, sizeof buf, "%smonitor:\n  every: 10\n", head);
-    expect_err("monitor unsupported", buf, KEEL_ERR_UNSUPPORTED, "t.yaml:4:1: key 'monitor': not supported yet");
+    expect_err("monitor without caps", buf, KEEL_ERR_INVALID, "t.yaml:5:10: key 'monitor.every': there is nothing to monitor");
+    snprintf(buf, sizeof buf, "%smonitor:\n  on_violation: rollback\n", head);
+    expect_err("rollback without caps", buf, KEEL_ERR_INVALID, "t.yaml:5:17: key 'monitor.on_violation': rollback needs bounds");
+    snprintf(buf, sizeof buf, "%smonitor:\n  on_violation: rolback\n", head);
+    expect_err("violation typo", buf, KEEL_ERR_INVALID, "t.yaml:5:17: key 'monitor.on_violation': unknown value 'rolback' (did you mean 'rollback'?)");
+    snprintf(buf, sizeof buf, "%smonitor:\n  lr_factor: 1\n", head);
+    expect_err("lr_factor 1", buf, KEEL_ERR_INVALID, "t.yaml:5:14: key 'monitor.lr_factor': must be in (0, 1), got 1");
+    snprintf(buf, sizeof buf, "%smonitor:\n  weight_factor: 0.5\n", head);
+    expect_err("weight_factor < 1", buf, KEEL_ERR_INVALID, "t.yaml:5:18: key 'monitor.weight_factor': must be in [1, 1000000], got 0.5");
+    snprintf(buf, sizeof buf, "%scapabilities:\n  - name: a\n    type: perplexity\n    data: x.txt\n    max_drop: 5%%\n    windw: 3\n", head);
+    expect_err("cap unknown key", buf, KEEL_ERR_INVALID, "t.yaml:9:5: key 'capabilities[0].windw': unknown key (did you mean 'window'?)");
+    snprintf(buf, sizeof buf, "%scapabilities:\n  - {name: a, type: perplexity, data: x.txt}\ncapabilities: []\n", head);
+    expect_err("caps twice", buf, KEEL_ERR_INVALID, "t.yaml:6:1: key 'capabilities': duplicate key (first set on line 4)");
+    snprintf(buf, sizeof buf, "%scapabilities: 3\n", head);
+    expect_err("caps not a list", buf, KEEL_ERR_INVALID, "t.yaml:4:15: key 'capabilities': expected a list");
+    {
+        // a bound without monitor is fine; the capability lands in job->caps
+        keel_job j;
+        keel_err err = {0};
+        snprintf(buf, sizeof buf, "%scapabilities:\n  - {name: a, type: perplexity, data: x.txt, max_drop: 5%%}\n", head);
+        CHECK("caps parse", parse(buf, &j, &err) == KEEL_OK && keel_job_validate(&j, &err) == KEEL_OK);
+        CHECK("caps content", j.caps.n == 1 && j.caps.v[0].task == KEEL_CAP_TASK_TEXT && j.caps.v[0].max_drop_rel &&
+                                  j.caps.v[0].max_drop == 0.05 && j.monitor.every == 0 && j.monitor.lr_factor == 0.5 &&
+                                  j.monitor.weight_factor == 2 && j.monitor.max_retries == 2);
+        keel_job_free(&j);
+    }
     // structure
     snprintf(buf, sizeof buf, "%strain:\n  lr: 1e-3\n  lr: 2e-3\n", head);
     expect_err("duplicate", buf, KEEL_ERR_INVALID, "t.yaml:6:3: key 'train.lr': duplicate key (first set on line 5)");
@@ -268,7 +295,13 @@ static void test_overrides(void) {
         CHECK("section", keel_job_set(&j, "train=1", &err) == KEEL_ERR_INVALID && strstr(err.msg, "is a section"));
         CHECK("bad yaml", keel_job_set(&j, "lora.target_modules=[a", &err) == KEEL_ERR_INVALID &&
                               strstr(err.msg, "--set lora.target_modules=[a: key 'lora.target_modules': value is not valid YAML"));
-        CHECK("ledger set", keel_job_set(&j, "monitor.every=5", &err) == KEEL_ERR_UNSUPPORTED);
+        CHECK("monitor set", keel_job_set(&j, "monitor.every=5", &err) == KEEL_OK && j.monitor.every == 5);
+        CHECK("monitor set needs caps", keel_job_validate(&j, &err) == KEEL_ERR_INVALID &&
+                                            strstr(err.msg, "--set monitor.every=...: key 'monitor.every'"));
+        CHECK("monitor reset", keel_job_set(&j, "monitor.every=0", &err) == KEEL_OK);
+        CHECK("monitor enum set", keel_job_set(&j, "monitor.decide=ci", &err) == KEEL_OK && j.monitor.decide == KEEL_CAP_DECIDE_CI);
+        CHECK("caps not settable", keel_job_set(&j, "capabilities=[]", &err) == KEEL_ERR_INVALID &&
+                                       strstr(err.msg, "cannot be set with --set"));
         CHECK("value unchanged after errors", j.train.lr == 1e-4);
         // a cross-key error caused by an override names the override
         CHECK("validate ok", keel_job_validate(&j, &err) == KEEL_OK);
@@ -323,6 +356,27 @@ static void test_roundtrip(void) {
     roundtrip("tests/data/jobs/full.yaml");
     roundtrip("examples/stories260k-full.yaml");
     roundtrip("examples/smollm2-lora.yaml");
+    roundtrip("tests/data/jobs/ledger_full.yaml");
+    {
+        keel_job j;
+        keel_err err = {0};
+        if (keel_job_load(&j, "tests/data/jobs/ledger_full.yaml", NULL, 0, &err) == KEEL_OK) {
+            CHECK("ledger_full caps", j.caps.n == 4 && j.caps.v[1].max_drop_rel && j.caps.v[1].max_drop == 0.05 &&
+                                          j.caps.v[0].acc_norm && j.caps.v[0].decide == KEEL_CAP_DECIDE_CI &&
+                                          j.caps.v[3].pattern && !j.caps.v[3].expect_match);
+            CHECK("ledger_full monitor", j.monitor.every == 20 && j.monitor.sample == 50 && j.monitor.seed == 3 &&
+                                             j.monitor.on_violation == KEEL_VIOLATION_ADAPT && j.monitor.max_retries == 3 &&
+                                             j.monitor.lr_factor == 0.25 && j.monitor.weight_factor == 4);
+            keel_job k;
+            keel_job_init(&k, &err);
+            CHECK("caps differ", !keel_job_equal(&j, &k));
+            keel_job_free(&k);
+            keel_job_free(&j);
+        } else {
+            CHECK("ledger_full loads", false);
+            fprintf(stderr, "  %s\n", err.msg);
+        }
+    }
     // unequal jobs compare unequal
     keel_job a, b;
     keel_err err = {0};
@@ -371,7 +425,7 @@ static void test_docs(void) {
         if (!strstr(doc, row)) fprintf(stderr, "  docs/job.md lacks a row for %s\n", key);
         CHECK("key documented", strstr(doc, row) != NULL);
     }
-    CHECK("every key seen", n_keys == 33);
+    CHECK("every key seen", n_keys == 42); // 41 table keys + capabilities
     free(doc);
     free(yaml);
     keel_job_free(&j);
