@@ -2,7 +2,9 @@
 // context.c — keel_context: one sequence's KV cache plus the activation
 // buffers of the forward pass, both allocated once at init; keel_eval checks
 // its arguments and runs the model in batches of at most KEEL_EVAL_BATCH
-// tokens (so a long prompt needs no more scratch than a short one).
+// tokens (so a long prompt needs no more scratch than a short one). An
+// adapter set with keel_context_set_adapter (eval/adapter.c) rides along
+// into every forward call.
 #include "eval/eval.h"
 
 // Tokens per forward call: large enough for sgemm to be efficient, small
@@ -13,6 +15,7 @@ struct keel_context {
     const keel_model *m;
     keel_kv_cache kv;
     keel_fwd_buf buf;
+    const keel_adapter *ad; // NULL: the plain model
 };
 
 keel_status keel_context_init(const keel_model *m, int32_t n_ctx, keel_context **out, keel_err *err) {
@@ -45,6 +48,19 @@ int32_t keel_context_n_ctx(const keel_context *c) { return c ? c->kv.n_ctx : 0; 
 
 const keel_model *keel_context_model(const keel_context *c) { return c ? c->m : NULL; }
 
+keel_status keel_context_set_adapter(keel_context *c, const keel_adapter *a, keel_err *err) {
+    if (!c) return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_context_set_adapter: context must not be NULL");
+    if (a) {
+        if (keel_adapter_model(a) != c->m)
+            return KEEL_FAIL(err, KEEL_ERR_INVALID,
+                             "keel_context_set_adapter: the adapter was loaded for another model than the context's");
+        keel_status st = keel_fwd_buf_lora_reserve(&c->buf, keel_adapter_fwd(a)->r, err);
+        if (st) return st;
+    }
+    c->ad = a;
+    return KEEL_OK;
+}
+
 keel_status keel_eval(keel_context *c, const int32_t *tokens, int32_t n, int32_t pos, float *logits,
                       keel_logits_mode mode, keel_err *err) {
     if (!c || !tokens) return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_eval: context and tokens must not be NULL");
@@ -67,7 +83,7 @@ keel_status keel_eval(keel_context *c, const int32_t *tokens, int32_t n, int32_t
         float *lg = NULL;
         if (logits && all) lg = logits + (size_t)i * (size_t)V;
         else if (logits && last) lg = logits;
-        keel_model_forward(c->m, &c->kv, &c->buf, tokens + i, T, pos + i, lg, all);
+        keel_model_forward(c->m, &c->kv, &c->buf, keel_adapter_fwd(c->ad), tokens + i, T, pos + i, lg, all);
     }
     return KEEL_OK;
 }

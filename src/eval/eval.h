@@ -9,6 +9,11 @@
 // The model a context was made for.
 KEEL_INTERNAL const keel_model *keel_context_model(const keel_context *c);
 
+// The model an adapter was loaded for, and its weights as the forward
+// applies them (adapter.c).
+KEEL_INTERNAL const keel_model *keel_adapter_model(const keel_adapter *a);
+KEEL_INTERNAL const keel_fwd_lora *keel_adapter_fwd(const keel_adapter *a);
+
 struct keel_train_model;
 struct keel_lora;
 

@@ -5,7 +5,11 @@
 // -> SwiGLU FFN -> residual] -> RMSNorm -> lm head. fp32 activations; the
 // weights stay in their stored type (ops/matmul.c dequantizes panels). Keys
 // and values are written straight into the cache rows of their positions.
+// With a LoRA adapter (keel_fwd_lora) each adapted linear adds its fp32
+// branch s * (x A^T) B^T right after the base matmul, as the training
+// forward (adapters/lora.c) does; without one nothing else changes.
 #include "model/model.h"
+#include "ops/grad.h"
 
 static size_t max3(size_t a, size_t b, size_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
@@ -76,16 +80,61 @@ void keel_fwd_buf_free(keel_fwd_buf *b) {
     keel_free_aligned(b->hb2);
     keel_free_aligned(b->cs);
     keel_ops_scratch_free(&b->ops);
+    keel_free_aligned(b->lora_xa);
     memset(b, 0, sizeof *b);
 }
 
-void keel_model_forward(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b, const int32_t *tokens,
-                        int32_t T, int32_t pos, float *logits, bool all_logits) {
+keel_status keel_fwd_buf_lora_reserve(keel_fwd_buf *b, int32_t r, keel_err *err) {
+    if (r < 1 || r > (1 << 20)) return KEEL_FAIL(err, KEEL_ERR_INVALID, "LoRA rank %d", (int)r);
+    int64_t need = (int64_t)b->max_T * r;
+    if (need <= b->lora_cap) return KEEL_OK;
+    float *xa = keel_malloc_aligned((size_t)need * sizeof(float));
+    if (!xa)
+        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "LoRA activations: out of memory (%d tokens x rank %d)",
+                         (int)b->max_T, (int)r);
+    keel_free_aligned(b->lora_xa);
+    b->lora_xa = xa;
+    b->lora_cap = need;
+    return KEEL_OK;
+}
+
+// y (T, n_out) += s * (x (T, n_in) A^T) B^T for linear `slot` when it is
+// adapted. One token: two small dot-product loops on the calling thread (r
+// is small; waking the team would cost more). More: keel_gemm, the same
+// two products the training forward runs. xa: (T, r) scratch.
+static void lora_branch(const keel_fwd_lora *lo, int slot, float *y, const float *x, int64_t T, int64_t n_in,
+                        int64_t n_out, float *xa, int n_threads) {
+    const float *A = lo->A[slot], *B = lo->B[slot];
+    if (!A || !B) return;
+    const int64_t r = lo->r;
+    if (T == 1) {
+        for (int64_t k = 0; k < r; k++) {
+            const float *a = A + k * n_in;
+            float acc = 0.0f;
+            for (int64_t i = 0; i < n_in; i++) acc += x[i] * a[i];
+            xa[k] = acc * lo->scale;
+        }
+        for (int64_t o = 0; o < n_out; o++) {
+            const float *bo = B + o * r;
+            float acc = 0.0f;
+            for (int64_t k = 0; k < r; k++) acc += xa[k] * bo[k];
+            y[o] += acc;
+        }
+        return;
+    }
+    keel_gemm(false, true, T, r, n_in, x, n_in, A, n_in, 0.0f, xa, r, n_threads);
+    for (int64_t k = 0; k < T * r; k++) xa[k] *= lo->scale;
+    keel_gemm(false, true, T, n_out, r, xa, r, B, r, 1.0f, y, n_out, n_threads);
+}
+
+void keel_model_forward(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b, const keel_fwd_lora *lora,
+                        const int32_t *tokens, int32_t T, int32_t pos, float *logits, bool all_logits) {
     const keel_model_desc *d = &m->desc;
     const int64_t C = d->n_embd, hd = m->head_dim, K = d->n_head_kv * hd, Q = d->n_head * hd;
     const int64_t F = d->n_ff, V = d->n_vocab;
     const keel_ops_scratch *s = &b->ops;
     KEEL_ASSERT(T >= 1 && T <= b->max_T && pos >= 0 && (int64_t)pos + T <= kv->n_ctx);
+    KEEL_ASSERT(!lora || (int64_t)T * lora->r <= b->lora_cap);
 
     // x (T, C) = token embedding rows
     for (int32_t t = 0; t < T; t++) {
@@ -101,7 +150,7 @@ void keel_model_forward(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b,
     // the residual add of one block is fused with the norm of the next.
     const int nthr = s->n_threads > 0 ? s->n_threads : 1;
     const bool par = T >= 8 && nthr > 1;
-    (void)nthr, (void)par;
+    (void)par;
     for (int l = 0; l < d->n_layer; l++) {
         const keel_layer *L = &m->layers[l];
         float *kt = kv->k + (size_t)l * (size_t)K * (size_t)kv->ldk; // (K, ldk) of this layer
@@ -119,6 +168,12 @@ KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
             {&L->wv, vc + (size_t)pos * K},  // (T, K) straight into the cache
         };
         keel_matmul_multi(b->xb, T, qkv, 3, s);
+        if (lora) { // before RoPE, as the q/k/v projections' outputs
+            const int sl = l * 7;
+            lora_branch(lora, sl + 0, b->q, b->xb, T, C, Q, b->lora_xa, nthr);
+            lora_branch(lora, sl + 1, b->kb, b->xb, T, C, K, b->lora_xa, nthr);
+            lora_branch(lora, sl + 2, vc + (size_t)pos * K, b->xb, T, C, K, b->lora_xa, nthr);
+        }
         const int n_half = d->n_rot / 2;
 KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
         for (int32_t t = 0; t < T; t++) {
@@ -129,6 +184,7 @@ KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
         }
         keel_op_attention_fwd(b->att, b->q, kt, kv->ldk, vc, T, pos, d->n_head, d->n_head_kv, (int)hd, s);
         keel_matmul(b->xb, b->att, &L->wo, T, s);          // (T, C)
+        if (lora) lora_branch(lora, l * 7 + 3, b->xb, b->att, T, Q, C, b->lora_xa, nthr);
 
         // feed-forward
 KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
@@ -138,9 +194,14 @@ KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
         }
         keel_mm gate_up[2] = {{&L->w_gate, b->hb}, {&L->w_up, b->hb2}}; // (T, F) each
         keel_matmul_multi(b->xb, T, gate_up, 2, s);
+        if (lora) {
+            lora_branch(lora, l * 7 + 4, b->hb, b->xb, T, C, F, b->lora_xa, nthr);
+            lora_branch(lora, l * 7 + 5, b->hb2, b->xb, T, C, F, b->lora_xa, nthr);
+        }
 KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
         for (int32_t t = 0; t < T; t++) keel_op_swiglu_fwd(b->hb + t * F, b->hb + t * F, b->hb2 + t * F, F);
         keel_matmul(b->xb, b->hb, &L->w_down, T, s);       // (T, C)
+        if (lora) lora_branch(lora, l * 7 + 6, b->xb, b->hb, T, F, C, b->lora_xa, nthr);
     }
 KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
     for (int32_t t = 0; t < T; t++) keel_op_add(b->x + t * C, b->xb + t * C, C);

@@ -71,7 +71,22 @@ typedef struct keel_fwd_buf {
     float *hb2;  // (max_T, F)
     float *cs;   // (max_T, n_rot/2, 2) rope cos/sin
     keel_ops_scratch ops;
+    float *lora_xa;  // (max_T, r) x · A^T of a LoRA branch (keel_fwd_buf_lora_reserve), or NULL
+    int64_t lora_cap;// floats in lora_xa
 } keel_fwd_buf;
+
+// A LoRA adapter as the inference forward applies it (eval/adapter.c builds
+// it from a PEFT directory through adapters/lora.c's loader): every adapted
+// linear computes y = x W^T + scale * (x A^T) B^T in fp32. Slot l * 7 + p is
+// projection p of layer l in HF order (q k v o gate up down, lora.h's
+// keel_lora_proj); A (r, n_in) and B (n_out, r) are in the model's row order
+// (Meta order for q/k of a GGUF base), both NULL when that linear has none.
+typedef struct keel_fwd_lora {
+    int32_t r;
+    float scale;           // alpha / r, or alpha / sqrt(r) with rsLoRA
+    const float *const *A; // (n_layer * 7)
+    const float *const *B; // (n_layer * 7)
+} keel_fwd_lora;
 
 KEEL_INTERNAL keel_status keel_kv_cache_init(const keel_model *m, int32_t n_ctx, keel_kv_cache *kv,
                                              keel_err *err);
@@ -79,12 +94,16 @@ KEEL_INTERNAL void keel_kv_cache_free(keel_kv_cache *kv);
 KEEL_INTERNAL keel_status keel_fwd_buf_init(const keel_model *m, int32_t max_T, int32_t n_ctx,
                                             keel_fwd_buf *b, keel_err *err);
 KEEL_INTERNAL void keel_fwd_buf_free(keel_fwd_buf *b);
+// Size b->lora_xa for rank r (grows only; KEEL_ERR_NOMEM leaves b unchanged).
+KEEL_INTERNAL keel_status keel_fwd_buf_lora_reserve(keel_fwd_buf *b, int32_t r, keel_err *err);
 
 // Run T (1..b->max_T) valid token ids at positions pos..pos+T-1 (pos+T <=
 // kv->n_ctx), writing their keys/values into the cache. logits: NULL, or
-// (T, V) when all_logits, else (V) for the last token. The caller validates.
+// (T, V) when all_logits, else (V) for the last token. lora: an adapter on
+// the linears (b->lora_xa reserved for its r), or NULL (the plain model, the
+// same code path and results as before adapters existed). The caller validates.
 KEEL_INTERNAL void keel_model_forward(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b,
-                                      const int32_t *tokens, int32_t T, int32_t pos, float *logits,
-                                      bool all_logits);
+                                      const keel_fwd_lora *lora, const int32_t *tokens, int32_t T,
+                                      int32_t pos, float *logits, bool all_logits);
 
 #endif // KEEL_MODEL_H
