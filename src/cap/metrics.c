@@ -16,30 +16,6 @@
 #define WILSON_Z 1.959964
 #define BOOT_B 1000
 
-// Names as suite.c gives them (keel_cap_metric_name & co. live there; kept
-// static here so this file links on its own).
-static const char *kind_str(keel_cap_kind k) {
-    switch (k) {
-    case KEEL_CAP_PERPLEXITY: return "perplexity";
-    case KEEL_CAP_EXACT_MATCH: return "exact_match";
-    case KEEL_CAP_MULTIPLE_CHOICE: return "multiple_choice";
-    case KEEL_CAP_PROBE: return "probe";
-    }
-    return "?";
-}
-
-static const char *metric_str(const keel_cap_spec *c) {
-    switch (c->kind) {
-    case KEEL_CAP_PERPLEXITY: return "ppl";
-    case KEEL_CAP_EXACT_MATCH: return "exact_match";
-    case KEEL_CAP_MULTIPLE_CHOICE: return c->acc_norm ? "acc_norm" : "acc";
-    case KEEL_CAP_PROBE: return "pass_rate";
-    }
-    return "?";
-}
-
-static bool higher_better(const keel_cap_spec *c) { return c->kind != KEEL_CAP_PERPLEXITY; }
-
 void keel_wilson(int64_t k, int64_t n, double *lo, double *hi) {
     if (n <= 0) {
         *lo = 0;
@@ -133,9 +109,9 @@ void keel_cap_aggregate(const keel_cap_spec *spec, const keel_cap_outcome *out, 
                         keel_cap_result *r) {
     memset(r, 0, sizeof *r);
     snprintf(r->name, sizeof r->name, "%s", spec->name ? spec->name : "");
-    snprintf(r->kind, sizeof r->kind, "%s", kind_str(spec->kind));
-    snprintf(r->metric, sizeof r->metric, "%s", metric_str(spec));
-    r->higher_is_better = higher_better(spec);
+    snprintf(r->kind, sizeof r->kind, "%s", keel_cap_kind_name(spec->kind));
+    snprintf(r->metric, sizeof r->metric, "%s", keel_cap_metric_name(spec));
+    r->higher_is_better = keel_cap_higher_is_better(spec);
     r->n = n < 0 ? 0 : n;
     if (n < 0) n = 0;
     switch (spec->kind) {
@@ -178,13 +154,14 @@ char *keel_cap_normalize(const keel_cap_spec *spec, char *s) {
     return s;
 }
 
-// Compile re (UTF; invalid UTF-8 in the subject is tolerated) or fail naming
+// Compile re (UTF, Unicode \w \d \s classes (UCP); invalid UTF-8 in the
+// subject is tolerated: a generation may end mid-character) or fail naming
 // the capability, the key and the offset.
 static keel_status compile(const keel_cap_spec *spec, const char *key, const char *re, pcre2_code **out,
                            keel_err *err) {
     int ec;
     PCRE2_SIZE off;
-    *out = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &ec, &off, NULL);
+    *out = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &ec, &off, NULL);
     if (!*out) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(ec, msg, sizeof msg);
@@ -279,14 +256,14 @@ bool keel_cap_bounds_ok(const keel_cap_spec *spec, keel_cap_decide def_decide, c
                         const keel_cap_result *now, char *why, size_t cap) {
     keel_cap_decide decide = spec->decide >= 0 ? (keel_cap_decide)spec->decide : def_decide;
     const char *dname = decide == KEEL_CAP_DECIDE_CI ? "ci" : "point";
-    bool hib = higher_better(spec);
+    bool hib = keel_cap_higher_is_better(spec);
     size_t used = 0;
     if (why && cap) why[0] = 0;
     bool ok = true;
     const char *name = spec->name ? spec->name : "?";
 #define HEAD()                                                                                            \
     do {                                                                                                  \
-        if (ok) add_why(why, cap, &used, "%s %s %.3f [%.3f, %.3f]", name, metric_str(spec), now->value, \
+        if (ok) add_why(why, cap, &used, "%s %s %.3f [%.3f, %.3f]", name, keel_cap_metric_name(spec), now->value, \
                         now->lo, now->hi);                                                                \
         else add_why(why, cap, &used, ";");                                                               \
     } while (0)
