@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: MIT
+// run.c — score a capability's items on the TRAINING forward (model/train.h),
+// so an attached LoRA adapter or trainable fp32 tensors count exactly as the
+// trainer applies them (cap.h). Three scorers:
+//   multiple choice  one row per (item, choice) request: ctx + cont, left-
+//                    truncated to n_ctx_train + 1 tokens and the last token
+//                    dropped (lm-evaluation-harness's _loglikelihood_tokens);
+//                    position i's logits predict token i + 1; the
+//                    continuation's log_softmax summed in double. acc =
+//                    argmax ll == gold, acc_norm = argmax ll / choice length
+//                    (code points), ties to the first (numpy argmax).
+//   perplexity       each document cut into non-overlapping windows of
+//                    spec->window tokens (at most n_ctx_train); within a
+//                    window every token after the first is scored given the
+//                    window's earlier tokens; NLL and count summed per document.
+//   exact_match, probe  greedy generation (eval/adapter_eval.c's
+//                    keel_train_greedy), decoded, then extract + normalise +
+//                    compare, or matched against the probe's pattern.
+// Rows are sorted by length (longest first, ties by request order) and packed
+// into batches of at most CAP_BATCH_TOKENS padded tokens, so padding stays
+// small; results are written back in item order. Padding sits after a row's
+// end and attention is causal, so it never changes a real position's logits.
+// The batches depend only on the data, never on the thread count.
+#include "cap/cap.h"
+#include "adapters/lora.h"
+#include "eval/eval.h"
+#include "model/train.h"
+
+#include <math.h>
+
+// Padded tokens per forward: bounds the activation arena (about 1.5 MiB per
+// token for SmolLM2-135M, logits included).
+#define CAP_BATCH_TOKENS 512
+// Rows per greedy call (keel_train_greedy decodes 8 rows per forward).
+#define CAP_GREEDY_ROWS 8
+
+// One scored row: tokens tok[0..T) are the input; the last n_sc positions'
+// logits are scored against tgt[0..n_sc).
+typedef struct row {
+    const int32_t *tok;
+    int32_t T;
+    const int32_t *tgt;
+    int32_t n_sc;
+    int64_t id;       // request (multiple choice) or window (perplexity) index
+} row;
+
+static int row_cmp(const void *a, const void *b) {
+    const row *x = a, *y = b;
+    if (x->T != y->T) return x->T > y->T ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+// log p(target | position) from one row of logits, in double.
+static double log_prob(const float *l, int64_t V, int32_t target) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < V; j++) mx = l[j] > mx ? l[j] : mx;
+    double s = 0;
+    for (int64_t j = 0; j < V; j++) s += exp((double)l[j] - (double)mx);
+    return (double)l[target] - (double)mx - log(s);
+}
+
+// Run the rows (sorted in place) and write res[row.id] = the summed log
+// probability of each row's scored tokens.
+static keel_status run_rows(const keel_train_model *tm, keel_lora *lo, row *rows, int64_t n_rows, double *res,
+                            keel_err *err) {
+    if (n_rows == 0) return KEEL_OK;
+    qsort(rows, (size_t)n_rows, sizeof *rows, row_cmp);
+    const int64_t V = tm->m->desc.n_vocab;
+    const int32_t Tmax = rows[0].T;
+    int32_t Bmax = CAP_BATCH_TOKENS / Tmax;
+    if (Bmax < 1) Bmax = 1;
+    if (Bmax > n_rows) Bmax = (int32_t)n_rows;
+    const int64_t cap_tokens = (int64_t)Bmax * Tmax;
+    keel_train_acts a;
+    keel_status st = keel_train_acts_init(&a, tm, Bmax, Tmax, err);
+    if (st) return st;
+    int32_t *tokens = NULL, *targets = NULL;
+    uint8_t *mask = NULL;
+    if (lo) {
+        st = keel_lora_reserve(lo, cap_tokens, err);
+        if (st) goto done;
+        keel_lora_set_train(lo, false, 0);
+    }
+    tokens = keel_calloc((size_t)cap_tokens, sizeof *tokens);
+    targets = keel_calloc((size_t)cap_tokens, sizeof *targets);
+    mask = keel_calloc((size_t)cap_tokens, 1); // all 0: the (unused) loss counts nothing
+    if (!tokens || !targets || !mask) {
+        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability scoring: out of memory for %lld tokens", (long long)cap_tokens);
+        goto done;
+    }
+    for (int64_t r0 = 0; r0 < n_rows;) {
+        // the batch: rows r0.. while they fit (the first is the longest);
+        // B * T <= Bmax * Tmax and T <= Tmax keep every arena buffer in bounds
+        const int32_t T = rows[r0].T;
+        int64_t B = cap_tokens / T;
+        if (B > n_rows - r0) B = n_rows - r0;
+        memset(tokens, 0, (size_t)(B * T) * sizeof *tokens);
+        for (int64_t r = 0; r < B; r++)
+            memcpy(tokens + r * T, rows[r0 + r].tok, (size_t)rows[r0 + r].T * sizeof *tokens);
+        a.B = (int32_t)B;
+        a.T = T;
+        st = keel_train_forward(tm, &a, tokens, targets, mask, NULL, err);
+        if (st) goto done;
+        for (int64_t r = 0; r < B; r++) {
+            const row *w = &rows[r0 + r];
+            double s = 0;
+            for (int32_t i = 0; i < w->n_sc; i++) {
+                const int64_t pos = w->T - w->n_sc + i;
+                s += log_prob(a.logits + (r * T + pos) * V, V, w->tgt[i]);
+            }
+            res[w->id] = s;
+        }
+        r0 += B;
+    }
+done:
+    a.B = Bmax;
+    a.T = Tmax;
+    keel_train_acts_free(&a);
+    free(tokens);
+    free(targets);
+    free(mask);
+    return st;
+}
+
+// ---------------------------------------------------------------- multiple choice
+
+static keel_status score_mc(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo, const int64_t *items,
+                            int64_t n_items, keel_cap_outcome *out, keel_err *err) {
+    const int64_t max_len = (int64_t)tm->m->desc.n_ctx_train + 1; // lm-eval: max_length + 1 tokens, last dropped
+    int64_t n_rows = 0;
+    for (int64_t k = 0; k < n_items; k++) n_rows += d->items[items ? items[k] : k].n_req;
+    row *rows = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *rows);
+    int32_t **joined = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *joined);
+    double *ll = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *ll);
+    keel_status st = KEEL_OK;
+    if (!rows || !joined || !ll) {
+        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability '%s': out of memory", d->spec->name);
+        goto done;
+    }
+    int64_t nr = 0;
+    for (int64_t k = 0; k < n_items; k++) {
+        const keel_cap_item *it = &d->items[items ? items[k] : k];
+        if (it->n_req < 1 || it->gold < 0 || it->gold >= it->n_req) {
+            st = KEEL_FAIL(err, KEEL_ERR_INVALID, "capability '%s': %s:%lld: item without a valid gold choice",
+                           d->spec->name, d->spec->data, (long long)it->line);
+            goto done;
+        }
+        for (int32_t j = 0; j < it->n_req; j++, nr++) {
+            const keel_cap_request *q = &d->req[it->req0 + j];
+            int64_t n = (int64_t)q->n_ctx + q->n_cont;
+            if (q->n_cont < 1 || n < 2) {
+                st = KEEL_FAIL(err, KEEL_ERR_INVALID, "capability '%s': %s:%lld: choice %d has %s", d->spec->name,
+                               d->spec->data, (long long)it->line, (int)j,
+                               q->n_cont < 1 ? "no continuation tokens" : "no context token to condition on");
+                goto done;
+            }
+            int32_t *full = keel_malloc((size_t)n * sizeof *full);
+            if (!full) {
+                st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability '%s': out of memory", d->spec->name);
+                goto done;
+            }
+            memcpy(full, q->ctx, (size_t)q->n_ctx * sizeof *full);
+            memcpy(full + q->n_ctx, q->cont, (size_t)q->n_cont * sizeof *full);
+            joined[nr] = full;
+            int64_t skip = n > max_len ? n - max_len : 0; // left truncation
+            int32_t T = (int32_t)(n - skip - 1);
+            int32_t n_sc = q->n_cont < T ? q->n_cont : T;
+            rows[nr] = (row){full + skip, T, full + n - n_sc, n_sc, nr};
+        }
+    }
+    st = run_rows(tm, lo, rows, n_rows, ll, err);
+    if (st) goto done;
+    nr = 0;
+    for (int64_t k = 0; k < n_items; k++) {
+        const keel_cap_item *it = &d->items[items ? items[k] : k];
+        int32_t best = 0, best_n = 0;
+        double bn = -INFINITY;
+        for (int32_t j = 0; j < it->n_req; j++) {
+            double v = ll[nr + j];
+            int32_t len = d->choice_len ? d->choice_len[it->req0 + j] : 1;
+            double vn = v / (len > 0 ? len : 1);
+            if (v > ll[nr + best]) best = j;
+            if (j == 0 || vn > bn) bn = vn, best_n = j;
+        }
+        out[k].a = best == it->gold;
+        out[k].b = best_n == it->gold;
+        out[k].n = 1;
+        out[k].text = NULL;
+        nr += it->n_req;
+    }
+done:
+    if (joined)
+        for (int64_t i = 0; i < n_rows; i++) free(joined[i]);
+    free(joined);
+    free(rows);
+    free(ll);
+    return st;
+}
+
+// ---------------------------------------------------------------- perplexity
+
+static keel_status score_ppl(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo, const int64_t *items,
+                             int64_t n_items, keel_cap_outcome *out, keel_err *err) {
+    int64_t W = d->spec->window;
+    if (W > tm->m->desc.n_ctx_train) W = tm->m->desc.n_ctx_train;
+    if (W < 2) W = 2;
+    int64_t n_rows = 0;
+    for (int64_t k = 0; k < n_items; k++) {
+        const keel_cap_item *it = &d->items[items ? items[k] : k];
+        for (int64_t s = 0; s < it->n_tokens; s += W)
+            if ((it->n_tokens - s < W ? it->n_tokens - s : W) >= 2) n_rows++;
+    }
+    row *rows = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *rows);
+    double *lp = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *lp);
+    int64_t *owner = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *owner);
+    keel_status st = KEEL_OK;
+    if (!rows || !lp || !owner) {
+        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability '%s': out of memory", d->spec->name);
+        goto done;
+    }
+    int64_t nr = 0;
+    for (int64_t k = 0; k < n_items; k++) {
+        const keel_cap_item *it = &d->items[items ? items[k] : k];
+        out[k] = (keel_cap_outcome){0};
+        for (int64_t s = 0; s < it->n_tokens; s += W) {
+            int64_t len = it->n_tokens - s < W ? it->n_tokens - s : W;
+            if (len < 2) continue;
+            rows[nr] = (row){it->tokens + s, (int32_t)(len - 1), it->tokens + s + 1, (int32_t)(len - 1), nr};
+            owner[nr++] = k;
+        }
+    }
+    st = run_rows(tm, lo, rows, n_rows, lp, err);
+    if (st) goto done;
+    // windows were numbered in document order: sum them in that order
+    for (int64_t r = 0; r < n_rows; r++) {
+        keel_cap_outcome *o = &out[owner[r]];
+        o->a -= lp[r];
+    }
+    for (int64_t k = 0; k < n_items; k++) {
+        const keel_cap_item *it = &d->items[items ? items[k] : k];
+        int64_t cnt = 0;
+        for (int64_t s = 0; s < it->n_tokens; s += W) {
+            int64_t len = it->n_tokens - s < W ? it->n_tokens - s : W;
+            if (len >= 2) cnt += len - 1;
+        }
+        out[k].n = cnt;
+    }
+done:
+    free(rows);
+    free(lp);
+    free(owner);
+    return st;
+}
+
+// ---------------------------------------------------------------- generation
+
+typedef struct gen_ord {
+    int32_t n;
+    int64_t k;
+} gen_ord;
+
+static int gen_cmp(const void *a, const void *b) {
+    const gen_ord *x = a, *y = b;
+    if (x->n != y->n) return x->n > y->n ? -1 : 1;
+    return x->k < y->k ? -1 : x->k > y->k;
+}
+
+static keel_status judge(const keel_cap_spec *spec, const keel_cap_item *it, const char *text, double *pass,
+                         keel_err *err) {
+    if (spec->kind == KEEL_CAP_PROBE) {
+        bool m = false;
+        keel_status st = keel_cap_probe_match(spec, text, &m, err);
+        if (st) return st;
+        *pass = m == spec->expect_match;
+        return KEEL_OK;
+    }
+    char *cand = NULL;
+    if (spec->extract) {
+        keel_status st = keel_cap_extract(spec, text, &cand, err);
+        if (st) return st;
+        if (!cand) { // no match: wrong
+            *pass = 0;
+            return KEEL_OK;
+        }
+    } else if (!(cand = keel_strdup(text))) {
+        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability '%s': out of memory", spec->name);
+    }
+    keel_cap_normalize(spec, cand);
+    *pass = 0;
+    for (int32_t j = 0; j < it->n_answers; j++)
+        if (it->answers[j] && !strcmp(cand, it->answers[j])) *pass = 1;
+    free(cand);
+    return KEEL_OK;
+}
+
+static keel_status score_gen(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo, const int64_t *items,
+                             int64_t n_items, keel_cap_outcome *out, keel_err *err) {
+    const keel_cap_spec *spec = d->spec;
+    const int32_t max_new = spec->max_new_tokens;
+    const int64_t n_ctx = tm->m->desc.n_ctx_train;
+    if (max_new >= n_ctx)
+        return KEEL_FAIL(err, KEEL_ERR_INVALID, "capability '%s': max_new_tokens %d does not fit the model's context (%lld)",
+                         spec->name, (int)max_new, (long long)n_ctx);
+    const int32_t keep = (int32_t)(n_ctx - max_new); // prompt tokens kept (the last ones)
+    gen_ord *ord = keel_calloc(n_items ? (size_t)n_items : 1, sizeof *ord);
+    int32_t *buf = keel_malloc((size_t)CAP_GREEDY_ROWS * (size_t)max_new * sizeof *buf);
+    keel_status st = KEEL_OK;
+    if (!ord || !buf) {
+        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability '%s': out of memory", spec->name);
+        goto done;
+    }
+    for (int64_t k = 0; k < n_items; k++) {
+        const keel_cap_item *it = &d->items[items ? items[k] : k];
+        if (it->n_prompt < 1) {
+            st = KEEL_FAIL(err, KEEL_ERR_INVALID, "capability '%s': %s:%lld: empty prompt", spec->name, spec->data,
+                           (long long)it->line);
+            goto done;
+        }
+        ord[k] = (gen_ord){it->n_prompt < keep ? it->n_prompt : keep, k};
+        out[k] = (keel_cap_outcome){0};
+    }
+    qsort(ord, (size_t)n_items, sizeof *ord, gen_cmp);
+    for (int64_t g0 = 0; g0 < n_items; g0 += CAP_GREEDY_ROWS) {
+        int32_t nb = n_items - g0 < CAP_GREEDY_ROWS ? (int32_t)(n_items - g0) : CAP_GREEDY_ROWS;
+        const int32_t *prompts[CAP_GREEDY_ROWS];
+        int32_t n_prompt[CAP_GREEDY_ROWS], n_out[CAP_GREEDY_ROWS];
+        int32_t *outs[CAP_GREEDY_ROWS];
+        for (int32_t r = 0; r < nb; r++) {
+            const keel_cap_item *it = &d->items[items ? items[ord[g0 + r].k] : ord[g0 + r].k];
+            n_prompt[r] = ord[g0 + r].n;
+            prompts[r] = it->prompt + (it->n_prompt - n_prompt[r]);
+            outs[r] = buf + (size_t)r * max_new;
+            n_out[r] = 0;
+        }
+        st = keel_train_greedy(tm, lo, prompts, n_prompt, nb, max_new, outs, n_out, NULL, NULL, err);
+        if (st) goto done;
+        for (int32_t r = 0; r < nb; r++) {
+            int64_t k = ord[g0 + r].k;
+            const keel_cap_item *it = &d->items[items ? items[k] : k];
+            char *text = NULL;
+            st = keel_detokenize(tm->m->tok, outs[r], (size_t)n_out[r], false, &text, err);
+            if (st) goto done;
+            out[k].text = text;
+            out[k].n = 1;
+            st = judge(spec, it, text, &out[k].a, err);
+            if (st) goto done;
+        }
+    }
+done:
+    free(ord);
+    free(buf);
+    return st;
+}
+
+// ---------------------------------------------------------------- public
+
+keel_status keel_cap_score(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo, const int64_t *items,
+                           int64_t n_items, keel_cap_outcome *out, keel_err *err) {
+    if (!d || !d->spec || !tm || (n_items > 0 && !out) || n_items < 0)
+        return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_score: NULL argument");
+    if (!items && n_items > d->n_items)
+        return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_score: %lld items asked, %lld loaded", (long long)n_items,
+                         (long long)d->n_items);
+    for (int64_t k = 0; items && k < n_items; k++)
+        if (items[k] < 0 || items[k] >= d->n_items)
+            return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_score: item %lld out of range (%lld loaded)",
+                             (long long)items[k], (long long)d->n_items);
+    for (int64_t k = 0; k < n_items; k++) out[k] = (keel_cap_outcome){0};
+    if (n_items == 0) return KEEL_OK;
+    keel_status st;
+    switch (d->spec->kind) {
+    case KEEL_CAP_MULTIPLE_CHOICE: st = score_mc(d, tm, lo, items, n_items, out, err); break;
+    case KEEL_CAP_PERPLEXITY: st = score_ppl(d, tm, lo, items, n_items, out, err); break;
+    case KEEL_CAP_EXACT_MATCH:
+    case KEEL_CAP_PROBE: st = score_gen(d, tm, lo, items, n_items, out, err); break;
+    default: st = KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_score: unknown capability kind %d", (int)d->spec->kind);
+    }
+    if (st) keel_cap_outcomes_free(out, n_items);
+    return st;
+}
+
+void keel_cap_outcomes_free(keel_cap_outcome *o, int64_t n) {
+    for (int64_t i = 0; o && i < n; i++) {
+        free(o[i].text);
+        o[i].text = NULL;
+    }
+}
