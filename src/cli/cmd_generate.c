@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // cmd_generate.c — `keel generate`: prompt (optionally through the model's
 // chat template), KV-cache decoding, streamed output, tokens/s at the end.
+// --adapter applies a PEFT LoRA directory (keel_adapter_load) to the model.
 #include "cli.h"
 
 #include <time.h>
@@ -16,6 +17,8 @@ static void usage(FILE *f) {
             "usage: keel generate -m MODEL -p TEXT [options]\n\n"
             "Generate text, streaming it to stdout; speeds go to stderr at the end.\n\n"
             "  -m, --model PATH   .gguf file or Hugging Face model directory\n"
+            "  --adapter DIR      apply a PEFT LoRA adapter (adapter_config.json +\n"
+            "                     adapter_model.safetensors, e.g. a keel LoRA checkpoint)\n"
             "  -p, --prompt TEXT  the prompt ('' = start from BOS alone)\n"
             "  --chat             wrap the prompt as a user turn in the model's chat template\n"
             "  --system TEXT      system message for --chat (default: the template's own)\n"
@@ -67,7 +70,7 @@ static void stream_emit(stream_state *s, bool final) {
 }
 
 int keel_cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *system = NULL;
+    const char *model = NULL, *prompt = NULL, *system = NULL, *adapter = NULL;
     bool chat = false;
     long n_gen = 128, top_k = 0, seed = 42, n_ctx = 0, threads = 0;
     double temp = 0, top_p = 1;
@@ -76,6 +79,7 @@ int keel_cmd_generate(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { if (!v) goto missing; model = v; i++; }
+        else if (!strcmp(a, "--adapter")) { if (!v) goto missing; adapter = v; i++; }
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { if (!v) goto missing; prompt = v; i++; }
         else if (!strcmp(a, "--system")) { if (!v) goto missing; system = v; i++; }
         else if (!strcmp(a, "--chat")) chat = true;
@@ -99,6 +103,7 @@ int keel_cmd_generate(int argc, char **argv) {
     keel_err err = {0};
     keel_model *m = NULL;
     keel_context *ctx = NULL;
+    keel_adapter *ad = NULL;
     keel_sampler *smp = NULL;
     char *rendered = NULL;
     float *logits = NULL;
@@ -108,6 +113,10 @@ int keel_cmd_generate(int argc, char **argv) {
     if (keel_model_load(model, &mp, &m, &err) != KEEL_OK) { keel_cli_fail(&err, NULL); goto done; }
     const keel_model_desc *d = keel_model_describe(m);
     s.tok = keel_model_tokenizer(m);
+    if (adapter && keel_adapter_load(m, adapter, &ad, &err) != KEEL_OK) {
+        keel_cli_fail(&err, NULL);
+        goto done;
+    }
 
     const char *text = prompt;
     bool parse_special = false;
@@ -167,6 +176,7 @@ int keel_cmd_generate(int argc, char **argv) {
     }
 
     if (keel_context_init(m, (int32_t)want_ctx, &ctx, &err) != KEEL_OK) { keel_cli_fail(&err, NULL); goto done; }
+    if (ad && keel_context_set_adapter(ctx, ad, &err) != KEEL_OK) { keel_cli_fail(&err, NULL); goto done; }
     keel_sampler_params sp = keel_sampler_default_params();
     sp.temp = (float)temp;
     sp.top_k = (int32_t)top_k;
@@ -203,6 +213,7 @@ done:
     keel_free(rendered);
     keel_sampler_free(smp);
     keel_context_free(ctx);
+    keel_adapter_free(ad);
     keel_model_free(m);
     return rc;
 }

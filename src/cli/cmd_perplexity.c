@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // cmd_perplexity.c — `keel perplexity -m MODEL -f FILE`: perplexity by
 // llama.cpp's llama-perplexity method, so the numbers compare directly.
+// --adapter scores the model with a PEFT LoRA adapter applied.
 #include "cli.h"
 
 static void usage(FILE *f) {
@@ -15,6 +16,8 @@ static void usage(FILE *f) {
             "standard error.\n\n"
             "  -m, --model PATH   .gguf file or Hugging Face model directory\n"
             "  -f, --file PATH    UTF-8 text ('-' = stdin)\n"
+            "  --adapter DIR      apply a PEFT LoRA adapter (adapter_config.json +\n"
+            "                     adapter_model.safetensors, e.g. a keel LoRA checkpoint)\n"
             "  --ctx N            window size in tokens (default 512)\n"
             "  -t, --threads N    threads (default: all cores)\n"
             KEEL_CLI_MATMUL_HELP);
@@ -26,7 +29,7 @@ static void progress(int32_t chunk, int32_t n_chunks, double ppl, void *ud) {
 }
 
 int keel_cmd_perplexity(int argc, char **argv) {
-    const char *model = NULL, *file = NULL;
+    const char *model = NULL, *file = NULL, *adapter = NULL;
     long n_ctx = 512, threads = 0;
     keel_model_params mp = keel_model_default_params();
     for (int i = 1; i < argc; i++) {
@@ -34,6 +37,7 @@ int keel_cmd_perplexity(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && v) { model = v; i++; }
         else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && v) { file = v; i++; }
+        else if (!strcmp(a, "--adapter") && v) { adapter = v; i++; }
         else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) { if (!keel_cli_int(a, v, 4, 1 << 20, &n_ctx)) return 2; i++; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!keel_cli_int(a, v, 0, 1024, &threads)) return 2; i++; }
         else if (!strcmp(a, "--matmul")) { if (!keel_cli_matmul(a, v, &mp.matmul_precision)) return 2; i++; }
@@ -48,10 +52,15 @@ int keel_cmd_perplexity(int argc, char **argv) {
     keel_err err = {0};
     keel_model *m = NULL;
     keel_context *ctx = NULL;
+    keel_adapter *ad = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
     mp.n_threads = (int32_t)threads;
     if (keel_model_load(model, &mp, &m, &err) != KEEL_OK) { keel_cli_fail(&err, NULL); goto done; }
+    if (adapter && keel_adapter_load(m, adapter, &ad, &err) != KEEL_OK) {
+        keel_cli_fail(&err, NULL);
+        goto done;
+    }
     if (keel_tokenize(keel_model_tokenizer(m), text, len, true, false, &ids, &n, &err) != KEEL_OK) {
         // name the file: the tokenizer only knows the byte offset
         fprintf(stderr, "keel: %s: %s\n", file, err.msg);
@@ -63,6 +72,7 @@ int keel_cmd_perplexity(int argc, char **argv) {
         goto done;
     }
     if (keel_context_init(m, (int32_t)n_ctx, &ctx, &err) != KEEL_OK) { keel_cli_fail(&err, NULL); goto done; }
+    if (ad && keel_context_set_adapter(ctx, ad, &err) != KEEL_OK) { keel_cli_fail(&err, NULL); goto done; }
     fprintf(stderr, "%s: %zu tokens, %zu windows of %ld, scoring the second half of each\n", file, n,
             n / (size_t)n_ctx, n_ctx);
     keel_ppl_result r;
@@ -73,6 +83,7 @@ int keel_cmd_perplexity(int argc, char **argv) {
 done:
     keel_free(ids);
     keel_context_free(ctx);
+    keel_adapter_free(ad);
     keel_model_free(m);
     free(text);
     return rc;

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# test_generate_adapter.sh — `keel generate --adapter DIR` and `keel perplexity
+# --adapter DIR` (the inference path with a PEFT LoRA adapter, src/eval/adapter.c):
+# on the tiny Llama (tests/data/tiny-llama-hf, its GGUF twin tiny-llama.gguf) with
+# tests/data/tiny-lora-peft, greedy generation runs, is deterministic, differs from
+# the base model's, and is the same text on the HF directory and the GGUF file (the
+# loader permutes B's q/k rows for GGUF); perplexity with the adapter differs from
+# without; a missing directory, a directory without the tensors, an adapter made for
+# another model and a missing value fail with one stderr line naming the file (exit
+# 1) or a usage error (exit 2); --help lists the option. Run by tests/run.sh (BUILD
+# says which build's keel); ends with "N passed, N failed".
+set -u
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+KEEL=${KEEL:-$BUILD/keel}
+pass=0; fail=0
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/keel-gen-adapter.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+if [ ! -x "$KEEL" ]; then
+  echo "FAIL: $KEEL is not built (make BUILD=$BUILD)"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+ok() { pass=$((pass + 1)); }
+bad() {
+  fail=$((fail + 1))
+  echo "FAIL $1: $2"
+  sed 's/^/    stderr: /' "$tmp/err" | head -8
+  sed 's/^/    stdout: /' "$tmp/out" | head -4
+}
+run() { "$KEEL" "$@" </dev/null >"$tmp/out" 2>"$tmp/err"; rc=$?; }
+clean() { ! grep -qE 'Sanitizer|runtime error:' "$tmp/err"; }
+
+HF=tests/data/tiny-llama-hf
+GG=tests/data/tiny-llama.gguf
+AD=tests/data/tiny-lora-peft
+STORIES=${KEEL_SHARED:-../shared}/models/stories260K/stories260K.gguf
+PROMPT="the cat sat on the mat"
+
+# ---- generation ---------------------------------------------------------------------------------
+run generate -m "$HF" -p "$PROMPT" -n 24 -t 2
+base_out=$(cat "$tmp/out")
+if [ "$rc" -eq 0 ] && clean; then ok; else bad "generate without adapter (exit $rc)" "want exit 0"; fi
+
+run generate -m "$HF" --adapter "$AD" -p "$PROMPT" -n 24 -t 2
+hf_out=$(cat "$tmp/out")
+if [ "$rc" -eq 0 ] && clean && [ -n "$hf_out" ]; then ok; else bad "generate --adapter, HF base (exit $rc)" "want exit 0 and text"; fi
+if grep -q "generated:" "$tmp/err"; then ok; else bad "generate --adapter speeds" "want the speed line on stderr"; fi
+
+run generate -m "$HF" --adapter "$AD" -p "$PROMPT" -n 24 -t 1
+if [ "$rc" -eq 0 ] && [ "$(cat "$tmp/out")" = "$hf_out" ]; then ok
+else bad "generate --adapter, 1 thread (exit $rc)" "greedy text differs from the 2-thread run"; fi
+
+if [ "$hf_out" != "$base_out" ]; then ok
+else fail=$((fail + 1)); echo "FAIL generate --adapter: the same text as the base model ($hf_out)"; fi
+
+run generate -m "$GG" --adapter "$AD" -p "$PROMPT" -n 24 -t 2
+if [ "$rc" -eq 0 ] && clean && [ "$(cat "$tmp/out")" = "$hf_out" ]; then ok
+else bad "generate --adapter, GGUF twin (exit $rc)" "want the HF base's text: $hf_out"; fi
+
+# ---- perplexity ---------------------------------------------------------------------------------
+for i in 1 2 3 4 5 6 7 8; do echo "the cat sat on the mat and the dog ran to the park with a ball"; done >"$tmp/text.txt"
+run perplexity -m "$HF" -f "$tmp/text.txt" --ctx 32 -t 2
+p0=$(grep -o 'PPL = [0-9.]*' "$tmp/out")
+if [ "$rc" -eq 0 ] && [ -n "$p0" ]; then ok; else bad "perplexity without adapter (exit $rc)" "want a PPL line"; fi
+run perplexity -m "$HF" --adapter "$AD" -f "$tmp/text.txt" --ctx 32 -t 2
+p1=$(grep -o 'PPL = [0-9.]*' "$tmp/out")
+if [ "$rc" -eq 0 ] && clean && [ -n "$p1" ] && [ "$p1" != "$p0" ]; then ok
+else bad "perplexity --adapter (exit $rc)" "want a PPL line different from the base's ($p0 vs $p1)"; fi
+
+# ---- errors ---------------------------------------------------------------------------------------
+# expect_fail NAME FILE PROBLEM_REGEX ARGS...: exit 1, no stdout, one stderr line naming FILE
+expect_fail() {
+  local name=$1 file=$2 problem=$3
+  shift 3
+  run "$@"
+  local why=""
+  if ! clean; then why="sanitizer report"
+  elif [ "$rc" -ne 1 ]; then why="exit $rc, want 1"
+  elif [ -s "$tmp/out" ]; then why="wrote to stdout"
+  elif [ "$(wc -l <"$tmp/err")" -ne 1 ]; then why="$(wc -l <"$tmp/err") stderr lines, want 1"
+  elif ! grep -qF -- "$file" "$tmp/err"; then why="message does not name $file"
+  elif ! grep -qiE -- "$problem" "$tmp/err"; then why="message does not say /$problem/"
+  fi
+  if [ -z "$why" ]; then ok; else bad "$name" "$why"; fi
+}
+mkdir "$tmp/no-tensors"
+cp "$AD/adapter_config.json" "$tmp/no-tensors/"
+for cmd in generate perplexity; do
+  if [ "$cmd" = generate ]; then extra=(-p "$PROMPT" -n 2); else extra=(-f "$tmp/text.txt" --ctx 32); fi
+  expect_fail "$cmd: missing adapter dir" "$tmp/nope" "not an adapter directory" \
+    "$cmd" -m "$HF" --adapter "$tmp/nope" "${extra[@]}"
+  expect_fail "$cmd: adapter without tensors" "$tmp/no-tensors/adapter_model.safetensors" "no such file" \
+    "$cmd" -m "$HF" --adapter "$tmp/no-tensors" "${extra[@]}"
+  if [ -f "$STORIES" ]; then
+    expect_fail "$cmd: adapter of another model" "$AD/adapter_model.safetensors" "shape" \
+      "$cmd" -m "$STORIES" --adapter "$AD" "${extra[@]}"
+  fi
+  run "$cmd" -m "$HF" --adapter
+  if [ "$rc" -eq 2 ] && [ ! -s "$tmp/out" ] && [ -s "$tmp/err" ] && clean; then ok
+  else bad "$cmd --adapter without a value (exit $rc)" "want exit 2"; fi
+  run "$cmd" --help
+  if [ "$rc" -eq 0 ] && grep -q -- "--adapter DIR" "$tmp/out"; then ok
+  else bad "$cmd --help (exit $rc)" "want --adapter in the usage"; fi
+done
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
