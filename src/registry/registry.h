@@ -46,6 +46,10 @@ KEEL_INTERNAL keel_status keel_registry_add_checkpoint(keel_registry *r, int64_t
                                                        int64_t step, const char *path, const char *sha256,
                                                        int64_t parent_id, int ok, int64_t *ckpt_id,
                                                        keel_err *err);
+// The id of the checkpoint of run_id recorded at path (compared after
+// realpath() when the file exists), or *ckpt_id = -1 when none is.
+KEEL_INTERNAL keel_status keel_registry_checkpoint_find(keel_registry *r, int64_t run_id, const char *path,
+                                                        int64_t *ckpt_id, keel_err *err);
 KEEL_INTERNAL keel_status keel_registry_set_checkpoint_ok(keel_registry *r, int64_t ckpt_id, int ok,
                                                           keel_err *err);
 
@@ -76,5 +80,74 @@ KEEL_INTERNAL keel_status keel_registry_set_active(keel_registry *r, int64_t run
 KEEL_INTERNAL keel_status keel_dir_sha256(const char *dir, char hex[65], keel_err *err);
 // SHA-256 of one file (hex as above).
 KEEL_INTERNAL keel_status keel_file_sha256(const char *path, char hex[65], keel_err *err);
+
+// ---- registry/ internals (registry.c, report.c, fsck.c only) ---------------
+
+#include <sqlite3.h>
+
+struct keel_registry {
+    sqlite3 *db;
+    char *path;   // the database file, for messages
+};
+
+// KEEL_FAIL with "PATH: what: sqlite3_errmsg" (KEEL_ERR_IO).
+KEEL_INTERNAL keel_status keel_reg_fail(keel_registry *r, keel_err *err, const char *what);
+// Prepare sql on r (message names the db on failure).
+KEEL_INTERNAL keel_status keel_reg_prepare(keel_registry *r, const char *sql, sqlite3_stmt **st, keel_err *err);
+// A column as a heap string ("" for NULL; NULL only when out of memory) / a
+// double (NaN for NULL: SQLite stores NaN as NULL).
+KEEL_INTERNAL char *keel_reg_col_str(sqlite3_stmt *st, int col);
+KEEL_INTERNAL double keel_reg_col_f64(sqlite3_stmt *st, int col);
+// An absolute form of path (realpath when it exists, else cwd-joined);
+// heap string, NULL when out of memory.
+KEEL_INTERNAL char *keel_reg_abspath(const char *path);
+
+typedef struct keel_reg_run {
+    int64_t id, steps, pid, active_id;   // active_id -1: none set
+    char *dir, *name, *job_yaml, *model, *method, *status, *host;
+    double started, updated, ended;      // unix seconds (ended NaN while running)
+} keel_reg_run;
+typedef struct keel_reg_ckpt {
+    int64_t id, run_id, step, parent_id; // parent_id -1: none
+    char kind[8];                        // "base" | "step"
+    char sha256[65];                     // "" when not recorded (base)
+    char *path;
+    int ok;                              // -1 unknown, 0, 1
+    double created;
+} keel_reg_ckpt;
+typedef struct keel_reg_meas {
+    int64_t id, run_id, ckpt_id, step;   // ckpt_id -1: none
+    char phase[8];
+    bool sampled, has_base;              // has_base: base_* hold the base on the same items
+    keel_cap_result r, base;
+} keel_reg_meas;
+
+// A run whose status says running but whose process (on this host) is gone.
+KEEL_INTERNAL bool keel_reg_run_crashed(const keel_reg_run *run);
+KEEL_INTERNAL keel_status keel_reg_run_get(keel_registry *r, int64_t id, keel_reg_run *out, keel_err *err);
+KEEL_INTERNAL void keel_reg_run_free(keel_reg_run *run);
+KEEL_INTERNAL keel_status keel_reg_ckpt_get(keel_registry *r, int64_t id, keel_reg_ckpt *out, keel_err *err);
+KEEL_INTERNAL void keel_reg_ckpt_free(keel_reg_ckpt *c);
+// Read the current row of a statement selecting KEEL_REG_CKPT_COLS / KEEL_REG_MEAS_COLS.
+#define KEEL_REG_CKPT_COLS "id, run_id, kind, step, path, sha256, parent_id, ok, created"
+KEEL_INTERNAL bool keel_reg_ckpt_row(sqlite3_stmt *st, keel_reg_ckpt *out);
+#define KEEL_REG_MEAS_COLS                                                                        \
+    "id, run_id, ckpt_id, step, phase, sampled, name, kind, metric, value, lo, hi, se, n, "      \
+    "n_tokens, higher_is_better, metric2, value2, lo2, hi2, seconds, base_value, base_lo, "      \
+    "base_hi, base_se, base_n"
+KEEL_INTERNAL void keel_reg_meas_row(sqlite3_stmt *st, keel_reg_meas *out);
+
+// References (include/keel.h): a run is its number, directory or name; a
+// checkpoint "RUN@step-N" / "RUN@N" / "RUN@base" / "RUN@active" or its path
+// (a bare "step-N" / "base" / "active" when run_hint >= 0 names that run's).
+KEEL_INTERNAL keel_status keel_reg_run_ref(keel_registry *r, const char *ref, int64_t *run_id, keel_err *err);
+KEEL_INTERNAL keel_status keel_reg_ckpt_ref(keel_registry *r, const char *ref, int64_t run_hint,
+                                            int64_t *ckpt_id, keel_err *err);
+// The run's active checkpoint: the one set (set_active / rollback), else its
+// latest step checkpoint, else its base; -1 when it has none.
+KEEL_INTERNAL keel_status keel_reg_active(keel_registry *r, int64_t run_id, int64_t *ckpt_id, keel_err *err);
+// "NAME@step-N" / "NAME@base" (the run's number instead of its name when
+// another run has the same name).
+KEEL_INTERNAL void keel_reg_ckpt_label(keel_registry *r, const keel_reg_ckpt *c, char *buf, size_t cap);
 
 #endif // KEEL_REGISTRY_H
