@@ -453,6 +453,28 @@ keel_status keel_registry_add_checkpoint(keel_registry *r, int64_t run_id, const
     return s;
 }
 
+keel_status keel_registry_checkpoint_find(keel_registry *r, int64_t run_id, const char *path, int64_t *ckpt_id,
+                                          keel_err *err) {
+    *ckpt_id = -1;
+    if (!path || !*path) return KEEL_OK;
+    char *abs = keel_reg_abspath(path);
+    if (!abs) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", r->path);
+    sqlite3_stmt *st;
+    keel_status s = keel_reg_prepare(r, "SELECT id FROM checkpoints WHERE run_id=?1 AND (path=?2 OR path=?3)"
+                                        " ORDER BY path=?2 DESC LIMIT 1", &st, err);
+    if (s == KEEL_OK) {
+        sqlite3_bind_int64(st, 1, run_id);
+        bind_text(st, 2, abs);
+        bind_text(st, 3, path);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) *ckpt_id = sqlite3_column_int64(st, 0);
+        else if (rc != SQLITE_DONE) s = keel_reg_fail(r, err, "finding the checkpoint");
+        sqlite3_finalize(st);
+    }
+    free(abs);
+    return s;
+}
+
 keel_status keel_registry_set_checkpoint_ok(keel_registry *r, int64_t ckpt_id, int ok, keel_err *err) {
     if (ok < -1 || ok > 1) return KEEL_FAIL(err, KEEL_ERR_INVALID, "%s: set_checkpoint_ok: ok %d not -1, 0 or 1", r->path, ok);
     keel_status s = begin(r, err);

@@ -264,6 +264,11 @@ static void test_registry(void) {
     // Recording the same path again replaces the row and keeps its id.
     int64_t again = add_ckpt(r, run, c20, 20, k10, 1);
     CHECK("same path keeps id", again == k20);
+    int64_t f20 = -1;
+    CHECK("checkpoint_find", keel_registry_checkpoint_find(r, run, c20, &f20, &err) == KEEL_OK && f20 == k20);
+    CHECK("checkpoint_find none", keel_registry_checkpoint_find(r, run, "/nowhere/step-1", &f20, &err) == KEEL_OK &&
+                                      f20 == -1);
+    CHECK("checkpoint_find other run", keel_registry_checkpoint_find(r, run + 100, c20, &f20, &err) == KEEL_OK && f20 == -1);
 
     // Measurements: base (all items), monitor at 10 and 20 (sampled), final at 30.
     keel_cap_result m[2], bm[2];
