@@ -183,6 +183,12 @@ KEEL_INTERNAL keel_status keel_cap_score(const keel_cap_data *d, const struct ke
                                          struct keel_lora *lo, const int64_t *items, int64_t n_items,
                                          keel_cap_outcome *out, keel_err *err);
 KEEL_INTERNAL void keel_cap_outcomes_free(keel_cap_outcome *o, int64_t n); // frees text only
+// The multiple-choice scorer's log-likelihoods for n requests: ll[i] = the
+// sum over req[i].cont of log p(token | everything before it) in double,
+// ctx + cont left-truncated to n_ctx_train + 1 tokens as lm-eval does. For
+// tests and parity checks (per-request numbers to compare with other tools).
+KEEL_INTERNAL keel_status keel_cap_loglik(const struct keel_train_model *tm, struct keel_lora *lo,
+                                          const keel_cap_request *req, int64_t n, double *ll, keel_err *err);
 
 // ---- metrics.c -----------------------------------------------------------------
 

@@ -124,52 +124,88 @@ done:
 
 // ---------------------------------------------------------------- multiple choice
 
+// ll[i] = log p(req[i]->cont | req[i]->ctx) for n requests (pointers).
+static keel_status loglik(const keel_train_model *tm, keel_lora *lo, const keel_cap_request *const *req, int64_t n,
+                          double *ll, keel_err *err) {
+    const int64_t max_len = (int64_t)tm->m->desc.n_ctx_train + 1; // lm-eval: max_length + 1 tokens, last dropped
+    row *rows = keel_calloc(n ? (size_t)n : 1, sizeof *rows);
+    int32_t **joined = keel_calloc(n ? (size_t)n : 1, sizeof *joined);
+    keel_status st = KEEL_OK;
+    if (!rows || !joined) {
+        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "log-likelihoods: out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const keel_cap_request *q = req[i];
+        int64_t len = (int64_t)q->n_ctx + q->n_cont;
+        if (q->n_cont < 1 || len < 2) {
+            st = KEEL_FAIL(err, KEEL_ERR_INVALID, "log-likelihood request %lld has %s", (long long)i,
+                           q->n_cont < 1 ? "no continuation tokens" : "no context token to condition on");
+            goto done;
+        }
+        int32_t *full = keel_malloc((size_t)len * sizeof *full);
+        if (!full) {
+            st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "log-likelihoods: out of memory");
+            goto done;
+        }
+        memcpy(full, q->ctx, (size_t)q->n_ctx * sizeof *full);
+        memcpy(full + q->n_ctx, q->cont, (size_t)q->n_cont * sizeof *full);
+        joined[i] = full;
+        int64_t skip = len > max_len ? len - max_len : 0; // left truncation
+        int32_t T = (int32_t)(len - skip - 1);
+        int32_t n_sc = q->n_cont < T ? q->n_cont : T;
+        rows[i] = (row){full + skip, T, full + len - n_sc, n_sc, i};
+    }
+    st = run_rows(tm, lo, rows, n, ll, err);
+done:
+    if (joined)
+        for (int64_t i = 0; i < n; i++) free(joined[i]);
+    free(joined);
+    free(rows);
+    return st;
+}
+
+keel_status keel_cap_loglik(const keel_train_model *tm, keel_lora *lo, const keel_cap_request *req, int64_t n,
+                            double *ll, keel_err *err) {
+    if (!tm || n < 0 || (n && (!req || !ll))) return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_loglik: NULL argument");
+    const keel_cap_request **p = keel_calloc(n ? (size_t)n : 1, sizeof *p);
+    if (!p) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "log-likelihoods: out of memory");
+    for (int64_t i = 0; i < n; i++) p[i] = &req[i];
+    keel_status st = loglik(tm, lo, p, n, ll, err);
+    free(p);
+    return st;
+}
+
 static keel_status score_mc(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo, const int64_t *items,
                             int64_t n_items, keel_cap_outcome *out, keel_err *err) {
-    const int64_t max_len = (int64_t)tm->m->desc.n_ctx_train + 1; // lm-eval: max_length + 1 tokens, last dropped
-    int64_t n_rows = 0;
-    for (int64_t k = 0; k < n_items; k++) n_rows += d->items[items ? items[k] : k].n_req;
-    row *rows = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *rows);
-    int32_t **joined = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *joined);
-    double *ll = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *ll);
+    int64_t n_req = 0;
+    for (int64_t k = 0; k < n_items; k++) {
+        const keel_cap_item *it = &d->items[items ? items[k] : k];
+        if (it->n_req < 1 || it->gold < 0 || it->gold >= it->n_req || it->req0 < 0 || it->req0 + it->n_req > d->n_req)
+            return KEEL_FAIL(err, KEEL_ERR_INVALID, "capability '%s': %s:%lld: item without valid choices and gold",
+                             d->spec->name, d->spec->data, (long long)it->line);
+        n_req += it->n_req;
+    }
+    const keel_cap_request **req = keel_calloc(n_req ? (size_t)n_req : 1, sizeof *req);
+    double *ll = keel_calloc(n_req ? (size_t)n_req : 1, sizeof *ll);
     keel_status st = KEEL_OK;
-    if (!rows || !joined || !ll) {
+    if (!req || !ll) {
         st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability '%s': out of memory", d->spec->name);
         goto done;
     }
     int64_t nr = 0;
     for (int64_t k = 0; k < n_items; k++) {
         const keel_cap_item *it = &d->items[items ? items[k] : k];
-        if (it->n_req < 1 || it->gold < 0 || it->gold >= it->n_req) {
-            st = KEEL_FAIL(err, KEEL_ERR_INVALID, "capability '%s': %s:%lld: item without a valid gold choice",
-                           d->spec->name, d->spec->data, (long long)it->line);
-            goto done;
-        }
-        for (int32_t j = 0; j < it->n_req; j++, nr++) {
-            const keel_cap_request *q = &d->req[it->req0 + j];
-            int64_t n = (int64_t)q->n_ctx + q->n_cont;
-            if (q->n_cont < 1 || n < 2) {
-                st = KEEL_FAIL(err, KEEL_ERR_INVALID, "capability '%s': %s:%lld: choice %d has %s", d->spec->name,
-                               d->spec->data, (long long)it->line, (int)j,
-                               q->n_cont < 1 ? "no continuation tokens" : "no context token to condition on");
-                goto done;
-            }
-            int32_t *full = keel_malloc((size_t)n * sizeof *full);
-            if (!full) {
-                st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability '%s': out of memory", d->spec->name);
-                goto done;
-            }
-            memcpy(full, q->ctx, (size_t)q->n_ctx * sizeof *full);
-            memcpy(full + q->n_ctx, q->cont, (size_t)q->n_cont * sizeof *full);
-            joined[nr] = full;
-            int64_t skip = n > max_len ? n - max_len : 0; // left truncation
-            int32_t T = (int32_t)(n - skip - 1);
-            int32_t n_sc = q->n_cont < T ? q->n_cont : T;
-            rows[nr] = (row){full + skip, T, full + n - n_sc, n_sc, nr};
-        }
+        for (int32_t j = 0; j < it->n_req; j++) req[nr++] = &d->req[it->req0 + j];
     }
-    st = run_rows(tm, lo, rows, n_rows, ll, err);
-    if (st) goto done;
+    st = loglik(tm, lo, req, n_req, ll, err);
+    if (st) {
+        if (err && !strncmp(err->msg, "log-likelihood request", 22)) {
+            keel_err e2 = *err;
+            st = KEEL_FAIL(err, st, "capability '%s' (%s): %s", d->spec->name, d->spec->data, e2.msg);
+        }
+        goto done;
+    }
     nr = 0;
     for (int64_t k = 0; k < n_items; k++) {
         const keel_cap_item *it = &d->items[items ? items[k] : k];
@@ -179,7 +215,7 @@ static keel_status score_mc(const keel_cap_data *d, const keel_train_model *tm, 
             double v = ll[nr + j];
             int32_t len = d->choice_len ? d->choice_len[it->req0 + j] : 1;
             double vn = v / (len > 0 ? len : 1);
-            if (v > ll[nr + best]) best = j;
+            if (v > ll[nr + best]) best = j; // strict: ties go to the first maximum
             if (j == 0 || vn > bn) bn = vn, best_n = j;
         }
         out[k].a = best == it->gold;
@@ -189,10 +225,7 @@ static keel_status score_mc(const keel_cap_data *d, const keel_train_model *tm, 
         nr += it->n_req;
     }
 done:
-    if (joined)
-        for (int64_t i = 0; i < n_rows; i++) free(joined[i]);
-    free(joined);
-    free(rows);
+    free(req);
     free(ll);
     return st;
 }
