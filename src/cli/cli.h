@@ -15,6 +15,11 @@ int keel_cmd_generate(int argc, char **argv);
 int keel_cmd_perplexity(int argc, char **argv);
 int keel_cmd_tokenize(int argc, char **argv);
 int keel_cmd_train(int argc, char **argv);
+int keel_cmd_runs(int argc, char **argv);
+int keel_cmd_show(int argc, char **argv);
+int keel_cmd_diff(int argc, char **argv);
+int keel_cmd_rollback(int argc, char **argv);
+int keel_cmd_fsck(int argc, char **argv);
 
 // Print "keel: <message>" (+ a HINT line when hint is not NULL) and return 1.
 int keel_cli_fail(const keel_err *err, const char *hint);

@@ -13,7 +13,12 @@ static void usage(FILE *f) {
             "  generate    generate text from a prompt (streaming)\n"
             "  perplexity  perplexity of a text file (llama.cpp's method)\n"
             "  tokenize    show the token ids of a text\n"
-            "  train       run a training job (YAML): full fine-tuning, checkpoints, resume\n\n"
+            "  train       run a training job (YAML): full fine-tuning, checkpoints, resume\n"
+            "  runs        list the runs recorded in the registry (keel.db)\n"
+            "  show        a run's ledger, decisions and checkpoints, or one checkpoint\n"
+            "  diff        two checkpoints' capabilities side by side, with significance\n"
+            "  rollback    make an earlier checkpoint of a run its active version\n"
+            "  fsck        verify the registry against the checkpoint files\n\n"
             "Run 'keel <command> --help' for its options.\n",
             KEEL_VERSION);
 }
@@ -43,6 +48,11 @@ int main(int argc, char **argv) {
         {"perplexity", keel_cmd_perplexity},
         {"tokenize", keel_cmd_tokenize},
         {"train", keel_cmd_train},
+        {"runs", keel_cmd_runs},
+        {"show", keel_cmd_show},
+        {"diff", keel_cmd_diff},
+        {"rollback", keel_cmd_rollback},
+        {"fsck", keel_cmd_fsck},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);

@@ -274,6 +274,10 @@ keel_status keel_registry_run_begin(keel_registry *r, const char *run_dir, const
     const char *name = last_component(dir, &nl);
     char host[256] = "";
     if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+    // The model as an absolute path when it names a file here (reports are
+    // read from other directories); as given otherwise.
+    char model_abs[PATH_MAX];
+    if (model && *model && realpath(model, model_abs)) model = model_abs;
     double t = now_s();
     keel_status s = begin(r, err);
     sqlite3_stmt *st = NULL;
