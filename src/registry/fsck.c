@@ -91,12 +91,49 @@ keel_status keel_registry_rollback(keel_registry *r, const char *run, const char
 
 // ---------------------------------------------------------------- fsck
 
+// A base model is usually shared by many runs: its digest is computed once
+// per fsck (keyed by path, size and modification time).
+typedef struct digest_memo {
+    char *path;
+    off_t size;
+    struct timespec mtime;
+    char hex[65];
+} digest_memo;
+
 typedef struct fsck_ctx {
     keel_registry *r;
     keel_buf out;
     int64_t problems, infos, verified;
     bool oom;
+    digest_memo *memo;
+    int n_memo, cap_memo;
 } fsck_ctx;
+
+static const char *memo_find(const fsck_ctx *f, const char *path, const struct stat *sb) {
+    for (int i = 0; i < f->n_memo; i++) {
+        const digest_memo *m = &f->memo[i];
+        if (!strcmp(m->path, path) && m->size == sb->st_size && m->mtime.tv_sec == sb->st_mtim.tv_sec &&
+            m->mtime.tv_nsec == sb->st_mtim.tv_nsec)
+            return m->hex;
+    }
+    return NULL;
+}
+
+static void memo_add(fsck_ctx *f, const char *path, const struct stat *sb, const char *hex) {
+    if (f->n_memo == f->cap_memo) {
+        int nc = f->cap_memo ? 2 * f->cap_memo : 8;
+        digest_memo *nm = keel_realloc(f->memo, (size_t)nc * sizeof *nm);
+        if (!nm) return; // only a cache
+        f->memo = nm;
+        f->cap_memo = nc;
+    }
+    digest_memo *m = &f->memo[f->n_memo];
+    if (!(m->path = keel_strdup(path))) return;
+    m->size = sb->st_size;
+    m->mtime = sb->st_mtim;
+    memcpy(m->hex, hex, 65);
+    f->n_memo++;
+}
 
 static void note(fsck_ctx *f, bool problem, const char *fmt, ...) KEEL_PRINTF(3, 4);
 static void note(fsck_ctx *f, bool problem, const char *fmt, ...) {
@@ -212,10 +249,16 @@ static void check_ckpt(fsck_ctx *f, const keel_reg_ckpt *c, int64_t n_ckpts) {
     if (c->sha256[0]) {
         char hex[65];
         keel_err e = {0};
-        keel_status s = is_dir ? keel_dir_sha256(c->path, hex, &e) : keel_file_sha256(c->path, hex, &e);
-        if (s != KEEL_OK) {
-            note(f, true, "%s: cannot compute its SHA-256: %s", label, e.msg);
-            return;
+        const char *memo = base && !is_dir ? memo_find(f, c->path, &sb) : NULL;
+        if (memo) {
+            memcpy(hex, memo, 65);
+        } else {
+            keel_status s = is_dir ? keel_dir_sha256(c->path, hex, &e) : keel_file_sha256(c->path, hex, &e);
+            if (s != KEEL_OK) {
+                note(f, true, "%s: cannot compute its SHA-256: %s", label, e.msg);
+                return;
+            }
+            if (base && !is_dir) memo_add(f, c->path, &sb, hex);
         }
         if (strcmp(hex, c->sha256)) {
             note(f, true, "%s: SHA-256 mismatch in %s: recorded %.16s..., the files now give %.16s...", label, c->path,
@@ -400,6 +443,8 @@ keel_status keel_registry_fsck(keel_registry *r, char **out, int64_t *n_problems
                     "%lld problems, %lld notes\n", (long long)n_runs, (long long)n_ckpts, (long long)f.verified,
                     (long long)f.problems, (long long)f.infos);
 done:
+    for (int i = 0; i < f.n_memo; i++) free(f.memo[i].path);
+    free(f.memo);
     if (s == KEEL_OK && (f.oom || !f.out.data)) s = KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory in fsck", r->path);
     if (s != KEEL_OK) {
         free(f.out.data);
