@@ -7,7 +7,9 @@
 // resume. Every choice that affects the numbers depends only on the job, the
 // seed and the thread count, so runs repeat bit for bit. docs/train.md.
 #include "train/loop.h"
+#include "train/ledger.h"
 #include "adapters/lora.h"
+#include "registry/registry.h"
 #include "model/train.h"
 #include "train/train.h"
 #include "tokenizer/tokenizer.h"
@@ -18,6 +20,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -55,6 +58,13 @@ struct keel_trainer {
     FILE *metrics;
     char *resume_ckpt;          // checkpoint directory resumed from
     int64_t last_saved;         // step of the last checkpoint written (-1: none)
+    // capability ledger (cfg.caps non-empty)
+    bool ledger_on;
+    keel_ledger ledger;
+    int32_t attempt;            // adapt retries so far; checkpoints of attempt k > 0 are step-N-aK
+    double lr_scale;            // product of monitor.lr_factor over the retries (1 before any)
+    char good[1100];            // the last checkpoint that satisfied every bound ("" none)
+    int saved_ok;               // bounds verdict of the checkpoint being saved (-1 unknown)
 };
 
 // ---- names and selection -------------------------------------------------------------
@@ -202,8 +212,20 @@ static keel_status copy_file_atomic(const char *src, const char *dst, keel_err *
     return st;
 }
 
-// The latest complete checkpoint of run_dir (checkpoints/step-N with
-// trainer_state.json; step-N.tmp leftovers are ignored): heap path or NULL.
+// A checkpoint directory name: step-N (attempt 0) or step-N-aK (the K-th
+// retry after an adapt rollback); false for anything else (step-N.tmp, ...).
+static bool parse_ckpt_name(const char *name, long long *step, int *attempt) {
+    int n = 0;
+    *attempt = 0;
+    if (sscanf(name, "step-%lld%n", step, &n) != 1 || *step < 0) return false;
+    if (name[n] == 0) return true;
+    int m = 0;
+    return sscanf(name + n, "-a%d%n", attempt, &m) == 1 && name[n + m] == 0 && *attempt > 0;
+}
+
+// The latest complete checkpoint of run_dir (checkpoints/step-N or
+// step-N-aK with trainer_state.json; leftovers are ignored), ordered by
+// (attempt, step): heap path or NULL.
 static char *latest_checkpoint(const char *run_dir, int64_t *step_out) {
     char *cdir = keel_path_join(run_dir, "checkpoints");
     if (!cdir) return NULL;
@@ -212,15 +234,17 @@ static char *latest_checkpoint(const char *run_dir, int64_t *step_out) {
     int64_t best_step = -1;
     if (d) {
         struct dirent *e;
+        int best_attempt = -1;
         while ((e = readdir(d))) {
             long long s;
-            int n = 0;
-            if (sscanf(e->d_name, "step-%lld%n", &s, &n) != 1 || e->d_name[n] != 0 || s <= best_step) continue;
+            int att;
+            if (!parse_ckpt_name(e->d_name, &s, &att)) continue;
+            if (att < best_attempt || (att == best_attempt && s <= best_step)) continue;
             char *p = keel_path_join(cdir, e->d_name);
             char *ts = p ? keel_path_join(p, "trainer_state.json") : NULL;
             if (ts && keel_path_exists(ts)) {
                 free(best);
-                best = p, p = NULL, best_step = s;
+                best = p, p = NULL, best_step = s, best_attempt = att;
             }
             free(ts);
             free(p);
@@ -344,6 +368,8 @@ keel_status keel_trainer_open(const char *job_path, const keel_train_opts *o, ke
     if (!t) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory");
     t->shuffled_epoch = -1;
     t->last_saved = -1;
+    t->lr_scale = 1;
+    t->saved_ok = -1;
     keel_status st = KEEL_OK;
     char *resume_job = NULL;
     if (o->resume_dir) {
@@ -426,6 +452,14 @@ keel_status keel_trainer_open(const char *job_path, const keel_train_opts *o, ke
         keel_dataset_free(t->val);
         t->val = NULL;
     }
+    // The capability ledger: every capability's data is read and tokenized
+    // now, so a bad path or line fails before the run directory is touched.
+    if (c->caps && c->caps->n > 0) {
+        if ((st = keel_ledger_init(&t->ledger, c->caps, c->monitor_sample, c->monitor_seed,
+                                   (keel_cap_decide)c->decide, tok, err)))
+            goto fail;
+        t->ledger_on = true;
+    }
     int32_t T = max_len(t->train), Tv = max_len(t->val);
     if (Tv > T) T = Tv;
     if (T < 2) T = 2;
@@ -492,6 +526,7 @@ fail:
 void keel_trainer_free(keel_trainer *t) {
     if (!t) return;
     if (t->metrics) fclose(t->metrics);
+    if (t->ledger_on) keel_ledger_free(&t->ledger);
     keel_train_acts_free(&t->acts);
     keel_adamw_free(&t->opt);
     if (t->lora_ok) keel_lora_free(&t->lora);
@@ -517,8 +552,9 @@ void *keel_trainer_train_model(keel_trainer *t) { return &t->tm; }
 
 // ---- run directory and metrics --------------------------------------------------------------
 
-// Keep the metrics lines of steps <= keep (a crash may have left later ones).
-static keel_status trim_metrics(const char *path, int64_t keep, keel_err *err) {
+// Keep the lines of a JSONL log whose "step" is in [lo, keep] (a crash may
+// have left later ones): metrics.jsonl (lo 1), ledger.jsonl (lo 0: the base).
+static keel_status trim_log(const char *path, int64_t lo, int64_t keep, keel_err *err) {
     if (!keel_path_exists(path)) return KEEL_OK;
     char *data = NULL;
     size_t len = 0;
@@ -532,7 +568,7 @@ static keel_status trim_metrics(const char *path, int64_t keep, keel_err *err) {
         long long s = -1;
         const char *k = strstr(line, "\"step\":");
         if (k && k < line + n) s = strtoll(k + 7, NULL, 10);
-        if (s >= 1 && s <= keep && nl) ok = keel_buf_append(&b, line, n);
+        if (s >= lo && s <= keep && nl) ok = keel_buf_append(&b, line, n);
         line += n;
     }
     free(data);
@@ -554,13 +590,27 @@ keel_status keel_trainer_start(keel_trainer *t, keel_err *err) {
     char *met = keel_path_join(dir, "metrics.jsonl");
     if (!job || !met) st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory");
     if (!st) st = write_text(job, t->cfg.yaml, err);
-    if (!st) st = t->resume ? trim_metrics(met, t->step, err) : KEEL_OK;
+    if (!st) st = t->resume ? trim_log(met, 1, t->step, err) : KEEL_OK;
     if (!st) {
         t->metrics = fopen(met, t->resume ? "a" : "w");
         if (!t->metrics) st = KEEL_FAIL(err, KEEL_ERR_IO, "%s: cannot open: %s", met, strerror(errno));
     }
     free(job);
     free(met);
+    if (st || !t->ledger_on) return st;
+    char *led = keel_path_join(dir, "ledger.jsonl"), *base = keel_path_join(dir, "ledger_base.json");
+    if (!led || !base) st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory");
+    if (!st && t->resume) {
+        // the base outcomes of the run's start: compare against the same base
+        st = keel_ledger_load_base(&t->ledger, base, err);
+        if (!st) st = trim_log(led, 0, t->step, err);
+    }
+    if (!st) {
+        t->ledger.jsonl = fopen(led, t->resume ? "a" : "w");
+        if (!t->ledger.jsonl) st = KEEL_FAIL(err, KEEL_ERR_IO, "%s: cannot open: %s", led, strerror(errno));
+    }
+    free(led);
+    free(base);
     return st;
 }
 
@@ -572,6 +622,7 @@ static void metrics_line(keel_trainer *t, const keel_train_event *ev, bool has_v
             ev->step, (int)ev->epoch, ev->loss, ev->lr, isfinite(ev->grad_norm) ? ev->grad_norm : -1.0, ev->tokens,
             ev->tokens_per_s, ev->elapsed_s);
     if (has_val) fprintf(t->metrics, ",\"val_loss\":%.9g", val);
+    if (t->attempt > 0) fprintf(t->metrics, ",\"attempt\":%d", (int)t->attempt);
     fputs("}\n", t->metrics);
     fflush(t->metrics);
 }
@@ -807,7 +858,8 @@ static bool rng_parse(const char *s, keel_rng *r) {
 
 keel_status keel_trainer_save(keel_trainer *t, char *dir_out, size_t cap, keel_err *err) {
     char name[64];
-    snprintf(name, sizeof name, "step-%" PRId64, t->step);
+    if (t->attempt > 0) snprintf(name, sizeof name, "step-%" PRId64 "-a%d", t->step, (int)t->attempt);
+    else snprintf(name, sizeof name, "step-%" PRId64, t->step);
     char *cdir = keel_path_join(t->cfg.out_dir, "checkpoints");
     char *final = cdir ? keel_path_join(cdir, name) : NULL;
     size_t tl = final ? strlen(final) + 5 : 0;
@@ -861,8 +913,15 @@ keel_status keel_trainer_save(keel_trainer *t, char *dir_out, size_t cap, keel_e
     snprintf(el, sizeof el, "%.17g", t->elapsed_before);
     snprintf(tk, sizeof tk, "%" PRId64, t->tokens_total);
     snprintf(stp, sizeof stp, "%" PRId64, t->step);
+    char att[16], lrs[40];
+    snprintf(att, sizeof att, "%d", (int)t->attempt);
+    snprintf(lrs, sizeof lrs, "%.17g", t->lr_scale);
+    // keel.good: the last checkpoint that satisfied every bound as of this
+    // one (itself when it did), so a resumed run rolls back to the right place
+    const char *good = t->saved_ok == 1 ? final : t->good;
     keel_st_kv extra[] = {{"keel.data_pos", pos}, {"keel.rng", rng}, {"keel.elapsed", el},
-                          {"keel.tokens", tk}, {"keel.trainer_step", stp}};
+                          {"keel.tokens", tk}, {"keel.trainer_step", stp}, {"keel.attempt", att},
+                          {"keel.lr_scale", lrs}, {"keel.good", good}};
     if ((st = FILE_IN("optimizer.safetensors")) ||
         (st = keel_adamw_save(&t->opt, f, extra, sizeof extra / sizeof extra[0], err)))
         goto done;
@@ -870,9 +929,11 @@ keel_status keel_trainer_save(keel_trainer *t, char *dir_out, size_t cap, keel_e
     snprintf(js, sizeof js,
              "{\n  \"step\": %" PRId64 ",\n  \"total_steps\": %" PRId64 ",\n  \"data_pos\": %" PRId64
              ",\n  \"epoch\": %" PRId64 ",\n  \"tokens\": %" PRId64 ",\n  \"elapsed\": %.3f,\n  \"seed\": %" PRIu64
-             ",\n  \"method\": \"%s\",\n  \"format\": \"keel-trainer-state\",\n  \"version\": 1\n}\n",
+             ",\n  \"method\": \"%s\",\n  \"attempt\": %d,\n  \"lr_scale\": %.17g,\n  \"bounds_ok\": %s,\n"
+             "  \"format\": \"keel-trainer-state\",\n  \"version\": 1\n}\n",
              t->step, t->total_steps, t->data_pos, t->data_pos / t->n_train, t->tokens_total, t->elapsed_before,
-             t->cfg.seed, method_name(t->cfg.method));
+             t->cfg.seed, method_name(t->cfg.method), (int)t->attempt, t->lr_scale,
+             t->saved_ok < 0 ? "null" : t->saved_ok ? "true" : "false");
     if ((st = FILE_IN("trainer_state.json")) || (st = write_text(f, js, err))) goto done;
 #undef FILE_IN
     fsync_dir(tmp);
@@ -934,6 +995,16 @@ static keel_status restore(keel_trainer *t, const char *ckpt, keel_err *err) {
         st = KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s: missing or bad keel.* metadata (data position, RNG state)", op);
         goto done;
     }
+    const char *att = keel_st_metadata(o, "keel.attempt"), *lrs = keel_st_metadata(o, "keel.lr_scale");
+    const char *good = keel_st_metadata(o, "keel.good");
+    t->attempt = att ? (int32_t)strtol(att, NULL, 10) : 0; // absent in checkpoints before the ledger
+    t->lr_scale = lrs ? strtod(lrs, NULL) : 1.0;
+    snprintf(t->good, sizeof t->good, "%s", good ? good : "");
+    if (t->attempt < 0 || !(t->lr_scale > 0 && t->lr_scale <= 1)) {
+        st = KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s: bad keel.attempt or keel.lr_scale", op);
+        goto done;
+    }
+    t->sched.lr = t->cfg.lr * t->lr_scale;
     t->data_pos = strtoll(pos, NULL, 10);
     t->elapsed_before = strtod(el, NULL);
     t->tokens_total = strtoll(tk, NULL, 10);
@@ -963,6 +1034,208 @@ static void emit(const keel_train_callbacks *cb, const keel_train_event *ev) {
     if (cb && cb->on_event) cb->on_event(ev, cb->ud);
 }
 
+// ---- the ledger and the registry inside a run ----------------------------------------------
+//
+// Measurements happen before step 0 (all items), every monitor.every steps
+// (on the monitor subset when monitor.sample is set) and after the last step
+// (all items). Every measured point is saved as a checkpoint tagged with its
+// verdict; the last one that satisfied every bound is t->good (the active
+// version). A violation is handled as monitor.on_violation says.
+
+typedef struct run_ctx {
+    keel_trainer *t;
+    const keel_train_callbacks *cb;
+    keel_train_summary *sum;
+    keel_registry *reg;     // NULL: no registry
+    int64_t run_id;
+    int64_t parent_id;      // registry id of the lineage's last checkpoint (-1: none)
+    int64_t good_id;        // registry id of t->good (-1: none)
+    double elapsed0;        // t->elapsed_before when this call started
+    double t_start;
+} run_ctx;
+
+static double run_elapsed(const run_ctx *rc) { return rc->elapsed0 + (keel_time_s() - rc->t_start); }
+
+// Save a checkpoint of the current step; ok: its bounds verdict (-1 not
+// measured); phase: the measurement it carries (NULL: none).
+static keel_status save_ckpt(run_ctx *rc, int ok, const char *phase, keel_err *err) {
+    keel_trainer *t = rc->t;
+    keel_train_summary *sum = rc->sum;
+    t->saved_ok = ok;
+    double keep = t->elapsed_before;
+    t->elapsed_before = run_elapsed(rc); // the clock travels with the checkpoint
+    keel_status st = keel_trainer_save(t, sum->checkpoint, sizeof sum->checkpoint, err);
+    t->elapsed_before = keep;
+    t->saved_ok = -1;
+    if (st) return st;
+    bool active = ok == 1 || !t->ledger_on;
+    if (ok == 1) snprintf(t->good, sizeof t->good, "%s", sum->checkpoint);
+    if (active) snprintf(sum->active, sizeof sum->active, "%s", sum->checkpoint);
+    keel_train_event ce = {.kind = KEEL_TRAIN_EV_CHECKPOINT, .step = t->step, .total_steps = t->total_steps,
+                           .path = sum->checkpoint, .elapsed_s = run_elapsed(rc)};
+    emit(rc->cb, &ce);
+    if (!rc->reg) return KEEL_OK;
+    char sha[65], real[PATH_MAX];
+    const char *path = realpath(sum->checkpoint, real) ? real : sum->checkpoint;
+    int64_t id = -1;
+    if ((st = keel_dir_sha256(path, sha, err))) return st;
+    if ((st = keel_registry_add_checkpoint(rc->reg, rc->run_id, "step", t->step, path, sha, rc->parent_id, ok, &id, err)))
+        return st;
+    rc->parent_id = id;
+    if (phase && (st = keel_registry_add_measurements(rc->reg, rc->run_id, id, t->step, phase, t->ledger.now_sampled,
+                                                      t->ledger.now, t->ledger.now_base, t->ledger.n, err)))
+        return st;
+    if (ok == 1) rc->good_id = id;
+    if (active) st = keel_registry_set_active(rc->reg, rc->run_id, id, err);
+    return st;
+}
+
+// Measure the capabilities now; *ok = every bound holds (why: the reasons).
+static keel_status measure(run_ctx *rc, const char *phase, bool sampled, bool *ok, char *why, size_t cap,
+                           keel_err *err) {
+    keel_trainer *t = rc->t;
+    keel_status st = keel_ledger_measure(&t->ledger, &t->tm, t->lora_ok ? &t->lora : NULL, sampled, err);
+    if (st) return st;
+    *ok = keel_ledger_check(&t->ledger, why, cap) == 0;
+    keel_ledger_log_measure(&t->ledger, t->step, phase);
+    keel_train_event ev = {.kind = KEEL_TRAIN_EV_LEDGER, .step = t->step, .total_steps = t->total_steps,
+                           .caps = t->ledger.now, .caps_base = t->ledger.now_base, .n_caps = t->ledger.n,
+                           .phase = phase, .sampled = t->ledger.now_sampled, .ok = *ok, .reason = *ok ? NULL : why,
+                           .elapsed_s = run_elapsed(rc)};
+    emit(rc->cb, &ev);
+    return KEEL_OK;
+}
+
+// Record a decision taken at step (the step of the measurement that caused it).
+static keel_status decide(run_ctx *rc, int64_t step, const char *action, const char *reason, const char *path,
+                          keel_err *err) {
+    keel_trainer *t = rc->t;
+    keel_ledger_log_decision(&t->ledger, step, action, reason, path);
+    keel_train_event ev = {.kind = KEEL_TRAIN_EV_DECISION, .step = step, .total_steps = t->total_steps,
+                           .action = action, .reason = reason, .path = path, .elapsed_s = run_elapsed(rc)};
+    emit(rc->cb, &ev);
+    if (!rc->reg) return KEEL_OK;
+    return keel_registry_add_decision(rc->reg, rc->run_id, step, action, reason,
+                                      path ? rc->good_id : -1, err);
+}
+
+// Restore t->good into the trainer (weights, optimizer, data position, RNG).
+static keel_status roll_back(run_ctx *rc, keel_err *err) {
+    keel_trainer *t = rc->t;
+    double el = t->elapsed_before; // restore() reads the checkpoint's clock; the run's keeps going
+    char good[sizeof t->good];
+    snprintf(good, sizeof good, "%s", t->good);
+    keel_status st = restore(t, good, err);
+    if (st) return st;
+    t->elapsed_before = el;
+    rc->parent_id = rc->good_id; // the lineage continues from the good checkpoint
+    snprintf(rc->sum->active, sizeof rc->sum->active, "%s", good);
+    if (rc->reg && rc->good_id >= 0) st = keel_registry_set_active(rc->reg, rc->run_id, rc->good_id, err);
+    return st;
+}
+
+// A measurement broke a bound: act as monitor.on_violation says. *end: the run stops.
+static keel_status on_violation(run_ctx *rc, const char *why, bool *end, keel_err *err) {
+    keel_trainer *t = rc->t;
+    keel_train_cfg *c = &t->cfg;
+    rc->sum->n_violations++;
+    *end = false;
+    const int64_t step = t->step; // before a rollback moves it
+    char reason[4096];
+    int pol = c->on_violation;
+    if (pol == 3) { // warn
+        snprintf(reason, sizeof reason, "%.2000s (on_violation warn: training goes on)", why);
+        return decide(rc, step, "warn", reason, NULL, err);
+    }
+    if (pol == 0) { // stop
+        snprintf(reason, sizeof reason, "%.2000s (on_violation stop: checkpoint saved, run stopped; the active version "
+                 "stays the last one within bounds)", why);
+        snprintf(rc->sum->status, sizeof rc->sum->status, "stopped");
+        *end = true;
+        return decide(rc, step, "stop", reason, NULL, err);
+    }
+    if (!t->good[0]) { // cannot happen: the base measurement saves a good step-0 checkpoint
+        snprintf(rc->sum->status, sizeof rc->sum->status, "stopped");
+        *end = true;
+        snprintf(reason, sizeof reason, "%.2000s (no checkpoint within bounds to roll back to: stopped)", why);
+        return decide(rc, step, "stop", reason, NULL, err);
+    }
+    int32_t attempt = t->attempt;
+    double scale = t->lr_scale;
+    const char *base_name = strrchr(t->good, '/') ? strrchr(t->good, '/') + 1 : t->good;
+    keel_status st = roll_back(rc, err);
+    if (st) return st;
+    if (pol == 2 && attempt < c->max_retries) { // adapt
+        t->attempt = attempt + 1;
+        t->lr_scale = scale * c->lr_factor;
+        t->sched.lr = c->lr * t->lr_scale;
+        rc->sum->n_retries++;
+        snprintf(reason, sizeof reason, "%.2000s -> rolled back to %s, learning rate x%g (peak now %.3g), retry %d of %d; "
+                 "no preservation method configured to strengthen", why, base_name, c->lr_factor, t->sched.lr,
+                 (int)t->attempt, (int)c->max_retries);
+        return decide(rc, step, "adapt", reason, t->good, err);
+    }
+    snprintf(reason, sizeof reason, "%.2000s -> rolled back to %s and stopped%s", why, base_name,
+             pol == 2 ? " (adapt: no retries left)" : "");
+    snprintf(rc->sum->status, sizeof rc->sum->status, "rolled_back");
+    *end = true;
+    return decide(rc, step, pol == 2 ? "give_up" : "rollback", reason, t->good, err);
+}
+
+// Register the run (fresh: a new row; resumed: the row of its directory).
+static keel_status registry_begin(run_ctx *rc, const char *path, keel_err *err) {
+    keel_trainer *t = rc->t;
+    keel_status st = keel_registry_open(path, &rc->reg, err);
+    if (st) return st;
+    char real[PATH_MAX];
+    const char *dir = realpath(t->cfg.out_dir, real) ? real : t->cfg.out_dir;
+    rc->run_id = -1;
+    if (t->resume && (st = keel_registry_run_find(rc->reg, dir, &rc->run_id, err))) return st;
+    if (rc->run_id < 0)
+        st = keel_registry_run_begin(rc->reg, dir, t->cfg.yaml, t->cfg.model, method_name(t->cfg.method), &rc->run_id, err);
+    if (!st && t->resume) st = keel_registry_checkpoint_find(rc->reg, rc->run_id, t->resume_ckpt, &rc->parent_id, err);
+    if (!st && t->resume && t->good[0]) st = keel_registry_checkpoint_find(rc->reg, rc->run_id, t->good, &rc->good_id, err);
+    rc->sum->run_id = rc->run_id;
+    return st;
+}
+
+// Before step 0: the base model is measured (all items), recorded as the
+// run's "base" checkpoint (the model file itself) and saved as step-0, the
+// first rollback target.
+static keel_status ledger_start(run_ctx *rc, keel_err *err) {
+    keel_trainer *t = rc->t;
+    keel_status st = keel_ledger_measure_base(&t->ledger, &t->tm, t->lora_ok ? &t->lora : NULL, err);
+    if (st) return st;
+    char *bp = keel_path_join(t->cfg.out_dir, "ledger_base.json");
+    if (!bp) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory");
+    st = keel_ledger_save_base(&t->ledger, bp, err);
+    free(bp);
+    if (st) return st;
+    char why[2048];
+    int32_t bad = keel_ledger_check(&t->ledger, why, sizeof why); // only min/max can fail here
+    keel_ledger_log_measure(&t->ledger, 0, "base");
+    keel_train_event ev = {.kind = KEEL_TRAIN_EV_LEDGER, .step = 0, .total_steps = t->total_steps,
+                           .caps = t->ledger.now, .caps_base = t->ledger.now_base, .n_caps = t->ledger.n,
+                           .phase = "base", .ok = bad == 0, .reason = bad ? why : NULL, .elapsed_s = run_elapsed(rc)};
+    emit(rc->cb, &ev);
+    if (bad) {
+        char reason[2200];
+        snprintf(reason, sizeof reason, "the base model is already outside its bounds: %.2040s (it stays the reference)", why);
+        if ((st = decide(rc, 0, "warn", reason, NULL, err))) return st;
+    }
+    if (rc->reg) {
+        char sha[65], real[PATH_MAX];
+        const char *mp = realpath(t->cfg.model, real) ? real : t->cfg.model;
+        st = t->base_is_dir ? keel_dir_sha256(mp, sha, err) : keel_file_sha256(mp, sha, err);
+        if (!st) st = keel_registry_add_checkpoint(rc->reg, rc->run_id, "base", 0, mp, sha, -1, 1, &rc->parent_id, err);
+        if (!st) st = keel_registry_add_measurements(rc->reg, rc->run_id, rc->parent_id, 0, "base", false,
+                                                     t->ledger.base_full, t->ledger.base_full, t->ledger.n, err);
+        if (st) return st;
+        rc->good_id = rc->parent_id;
+    }
+    return save_ckpt(rc, 1, NULL, err);
+}
+
 keel_status keel_train_run(const char *job_path, const keel_train_opts *o, const keel_train_callbacks *cb,
                            keel_train_summary *out, keel_err *err) {
     keel_train_summary sum_local;
@@ -977,25 +1250,34 @@ keel_status keel_train_run(const char *job_path, const keel_train_opts *o, const
     keel_trainer *t = NULL;
     keel_status st = keel_trainer_open(job_path, o, &t, err);
     if (st) return st;
+    run_ctx rc = {.t = t, .cb = cb, .sum = sum, .parent_id = -1, .good_id = -1};
     snprintf(sum->run_dir, sizeof sum->run_dir, "%s", t->cfg.out_dir);
+    snprintf(sum->status, sizeof sum->status, "done");
+    if (t->resume && t->resume_ckpt) snprintf(sum->active, sizeof sum->active, "%s", t->ledger_on ? t->good : t->resume_ckpt);
     if ((st = keel_trainer_start(t, err))) goto done;
+    if (o->registry && (st = registry_begin(&rc, o->registry, err))) goto done;
 
     keel_train_event ev = {.kind = KEEL_TRAIN_EV_START, .step = t->step, .total_steps = t->total_steps};
     emit(cb, &ev);
-    double t_start = keel_time_s();
-    int64_t save_every = t->cfg.save_every, eval_every = o->eval_every;
+    rc.t_start = keel_time_s();
+    rc.elapsed0 = t->elapsed_before;
+    if (t->ledger_on && !t->resume && (st = ledger_start(&rc, err))) goto done;
+    int64_t save_every = t->cfg.save_every, eval_every = o->eval_every, every = t->cfg.monitor_every;
+    bool sampled = t->cfg.monitor_sample > 0;
+    char why[2048];
     while (t->step < t->total_steps) {
         if ((st = keel_trainer_step(t, &ev, err))) goto done;
-        double now = keel_time_s() - t_start;
+        double now = keel_time_s() - rc.t_start;
         sum->steps_run++;
         sum->tokens += ev.tokens;
         sum->final_loss = ev.loss;
-        ev.elapsed_s = t->elapsed_before + now;
+        ev.elapsed_s = rc.elapsed0 + now;
         ev.eta_s = now / (double)sum->steps_run * (double)(t->total_steps - t->step);
         bool last = t->step == t->total_steps;
         bool stop = (o->stop_after > 0 && sum->steps_run >= o->stop_after) ||
                     (cb && cb->should_stop && cb->should_stop(cb->ud));
-        bool save = last || stop || (save_every > 0 && t->step % save_every == 0);
+        bool monitor = t->ledger_on && (last || (every > 0 && t->step % every == 0));
+        bool save = last || stop || monitor || (save_every > 0 && t->step % save_every == 0);
         bool do_eval = t->val && (last || (eval_every > 0 ? t->step % eval_every == 0 : save));
         emit(cb, &ev);
         bool has_val = false;
@@ -1011,27 +1293,32 @@ keel_status keel_train_run(const char *job_path, const keel_train_opts *o, const
             }
         }
         metrics_line(t, &ev, has_val, val);
-        if (save) {
-            // elapsed up to here travels with the checkpoint (a resume continues the clock)
-            double keep = t->elapsed_before;
-            t->elapsed_before = ev.elapsed_s;
-            st = keel_trainer_save(t, sum->checkpoint, sizeof sum->checkpoint, err);
-            t->elapsed_before = keep;
-            if (st) goto done;
-            keel_train_event ce = ev;
-            ce.kind = KEEL_TRAIN_EV_CHECKPOINT;
-            ce.path = sum->checkpoint;
-            emit(cb, &ce);
-        }
+        bool ok = true, end = false;
+        const char *phase = last ? "final" : "monitor";
+        if (monitor && (st = measure(&rc, phase, sampled && !last, &ok, why, sizeof why, err))) goto done;
+        if (save && (st = save_ckpt(&rc, monitor ? (ok ? 1 : 0) : -1, monitor ? phase : NULL, err))) goto done;
+        if (!ok && (st = on_violation(&rc, why, &end, err))) goto done;
+        if (end) break;
         if (stop && !last) {
             sum->interrupted = true;
+            snprintf(sum->status, sizeof sum->status, "interrupted");
             break;
         }
     }
-    sum->wall_s = keel_time_s() - t_start;
+    sum->wall_s = keel_time_s() - rc.t_start;
     sum->tokens_per_s = sum->wall_s > 0 ? (double)sum->tokens / sum->wall_s : 0;
     sum->steps = t->step;
-done:;
+    sum->ledger_s = t->ledger.seconds;
+done:
+    if (rc.reg) {
+        keel_err e2;
+        keel_status s2 = keel_registry_run_end(rc.reg, rc.run_id, st ? "failed" : sum->status, t->step, &e2);
+        if (!st && s2) {
+            st = s2;
+            if (err) *err = e2;
+        }
+        keel_registry_close(rc.reg);
+    }
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) sum->peak_rss_bytes = (int64_t)ru.ru_maxrss * 1024;
     keel_trainer_free(t);

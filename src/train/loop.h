@@ -44,6 +44,14 @@ typedef struct keel_train_cfg {
     // output
     const char *out_dir;         // owned copy
     int64_t save_every;
+    // capability ledger (job.h "monitor"); caps borrows the job's list
+    const struct keel_cap_suite *caps; // n == 0: no ledger
+    int64_t monitor_every, monitor_sample;
+    uint64_t monitor_seed;
+    int on_violation;            // keel_job_violation: 0 stop, 1 rollback, 2 adapt, 3 warn
+    int decide;                  // keel_cap_decide
+    int32_t max_retries;
+    double lr_factor, weight_factor;
 } keel_train_cfg;
 
 // Read, override and check the job (keel_job_load), then fill cfg. When

@@ -63,6 +63,15 @@ keel_status keel_train_cfg_load(keel_train_cfg *cfg, const char *path, const cha
     cfg->seed = job->train.seed;
     cfg->out_dir = dup_path(out_dir ? out_dir : job->output.dir);
     cfg->save_every = job->output.save_every;
+    cfg->caps = &job->caps;
+    cfg->monitor_every = job->monitor.every;
+    cfg->monitor_sample = job->monitor.sample;
+    cfg->monitor_seed = job->monitor.seed;
+    cfg->on_violation = job->monitor.on_violation;
+    cfg->decide = (int)job->monitor.decide;
+    cfg->max_retries = job->monitor.max_retries;
+    cfg->lr_factor = job->monitor.lr_factor;
+    cfg->weight_factor = job->monitor.weight_factor;
     if (out_dir) { // the resolved job names the directory it really runs in
         char *d = keel_strdup(out_dir);
         if (!d) st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", path);

@@ -16,6 +16,7 @@ pass=0; fail=0
 if [ ! -f "$MODEL" ]; then echo "skipped: $MODEL not found"; echo "0 passed, 0 failed"; exit 0; fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/keel-train-cli.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
+export KEEL_REGISTRY=$tmp/keel.db # runs are recorded there, not in the repository
 if [ ! -x "$KEEL" ]; then echo "FAIL: $KEEL is not built"; echo "0 passed, 1 failed"; exit 1; fi
 
 run() { "$KEEL" "$@" </dev/null >"$tmp/out" 2>"$tmp/err"; rc=$?; }
@@ -36,7 +37,7 @@ check "train exits 0" [ "$rc" -eq 0 ]
 check "progress line" errhas "step 6/6  loss "
 check "progress has tok/s and eta" errhas " tok/s  elapsed "
 check "validation loss" errhas "val_loss"
-check "summary" errhas "done: 6 steps"
+check "summary" errhas "done: at step 6"
 check "summary peak RSS" errhas "peak RSS"
 check "job.yaml" [ -s "$tmp/a/job.yaml" ]
 check "metrics: 6 lines" [ "$(wc -l <"$tmp/a/metrics.jsonl")" -eq 6 ]
