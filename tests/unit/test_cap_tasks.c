@@ -230,13 +230,13 @@ static void test_boolq_wino_hellaswag(void) {
         if (d.items) {
             CHECK("hellaswag limit 200", d.n_items == 200 && d.n_req == 800);
             CHECK("hellaswag gold", d.items[0].gold == 3 && d.items[1].gold == 3);
-            // lm-eval: "Roof shingle removal: A man is sitting on a roof. He" (ctx_b capitalised)
-            CHECK("hellaswag query, ctx_b capitalised",
-                  request_is(&d.req[0], "Roof shingle removal: A man is sitting on a roof. He",
+            // klosax text with lm-eval's preprocess (lm-eval proper would say "... roof. He")
+            CHECK("hellaswag query",
+                  request_is(&d.req[0], "Roof shingle removal: A man is sitting on a roof. he",
                              " is using wrap to wrap a pair of skis."));
             CHECK("hellaswag item 2", request_is(&d.req[4],
                                                  "Clean and jerk: A lady walks to a barbell. She bends down and grabs the "
-                                                 "pole. The lady",
+                                                 "pole. the lady",
                                                  " swings and lands in her arms."));
             keel_cap_data_free(&d);
         }
@@ -273,6 +273,25 @@ static void test_generic_mc(void) {
         CHECK("rule: tok(whole)[len(tok(ctx)):]", rule_holds(&d.req[0], "A went", "A went  home."));
         keel_cap_data_free(&d);
     }
+}
+
+// lm-eval's hellaswag preprocess on synthetic text; expected strings from
+// python3: t = t.strip().replace(" [title]", ". "); t = re.sub("\\[.*?\\]", "", t); t.replace("  ", " ")
+static void test_hellaswag_preprocess(void) {
+    keel_cap_data d;
+    keel_err e;
+    const char *p = write_tmp("hs.jsonl", "{\"text\": \"Baking: A man  mixes [title] flour   [step]\", \"label\": \"1\", "
+                                          "\"endings\": [\"x [substeps]\", \"  a   b [header]c \"]}\n");
+    keel_cap_spec s = spec_of(KEEL_CAP_MULTIPLE_CHOICE, KEEL_CAP_TASK_HELLASWAG, p);
+    CHECK("hellaswag synthetic loads", load(&d, &s, &e));
+    if (!d.items) return;
+    CHECK("string label", d.items[0].gold == 1 && d.items[0].n_req == 2);
+    // query 'Baking: A man mixes. flour  ': its trailing spaces move to the continuation
+    CHECK("ending with a trailing tag", request_is(&d.req[0], "Baking: A man mixes. flour", "   x "));
+    CHECK("choice_len keeps the trailing space", d.choice_len[0] == 2);
+    CHECK("one pass of double spaces", request_is(&d.req[1], "Baking: A man mixes. flour", "   a  b c"));
+    CHECK("choice_len 'a  b c'", d.choice_len[1] == 6);
+    keel_cap_data_free(&d);
 }
 
 static void test_generic_other(void) {
@@ -429,6 +448,7 @@ int main(void) {
     test_piqa();
     test_boolq_wino_hellaswag();
     test_generic_mc();
+    test_hellaswag_preprocess();
     test_generic_other();
     test_bad();
     char cmd[600];
