@@ -810,19 +810,36 @@ static keel_status ckpt_in_run(keel_registry *r, int64_t run_id, const char *ref
         return s;
     }
     bool base = !strcmp(what, "base");
+    sqlite3_stmt *st;
+    keel_status s;
+    int rc;
+    if (!base) {
+        // The checkpoint directory's own name first (step-N, or step-N-aK for an
+        // adapt retry), then any checkpoint at step N (the latest recorded).
+        if ((s = keel_reg_prepare(r, "SELECT id FROM checkpoints WHERE run_id=?1 AND kind='step' AND"
+                                     " substr(path, -length(?2) - 1) = '/' || ?2 ORDER BY id DESC", &st, err)) != KEEL_OK)
+            return s;
+        sqlite3_bind_int64(st, 1, run_id);
+        bind_text(st, 2, what);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) *ckpt_id = sqlite3_column_int64(st, 0);
+        else if (rc != SQLITE_DONE) s = keel_reg_fail(r, err, "finding the checkpoint");
+        sqlite3_finalize(st);
+        if (s != KEEL_OK || *ckpt_id >= 0) return s;
+    }
     const char *num = !strncmp(what, "step-", 5) ? what + 5 : what;
     if (!base && !(all_digits(num) && strlen(num) < 18))
-        return KEEL_FAIL(err, KEEL_ERR_INVALID, "%s: checkpoint reference '%s': expected RUN@step-N, RUN@base or "
-                         "RUN@active after the '@'", r->path, ref);
-    sqlite3_stmt *st;
-    keel_status s = keel_reg_prepare(r, base ? "SELECT id FROM checkpoints WHERE run_id=?1 AND kind='base' ORDER BY id DESC"
-                                             : "SELECT id FROM checkpoints WHERE run_id=?1 AND kind='step' AND step=?2"
-                                               " ORDER BY id DESC",
-                                     &st, err);
+        return KEEL_FAIL(err, KEEL_ERR_INVALID, "%s: no checkpoint '%s' (after the '@': step-N, N, base, active or a "
+                         "checkpoint directory name of the run; `keel show %lld` lists them)", r->path, ref,
+                         (long long)run_id);
+    s = keel_reg_prepare(r, base ? "SELECT id FROM checkpoints WHERE run_id=?1 AND kind='base' ORDER BY id DESC"
+                                 : "SELECT id FROM checkpoints WHERE run_id=?1 AND kind='step' AND step=?2"
+                                   " ORDER BY id DESC",
+                         &st, err);
     if (s != KEEL_OK) return s;
     sqlite3_bind_int64(st, 1, run_id);
     if (!base) sqlite3_bind_int64(st, 2, strtoll(num, NULL, 10));
-    int rc = sqlite3_step(st);
+    rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) *ckpt_id = sqlite3_column_int64(st, 0);
     else if (rc == SQLITE_DONE)
         s = KEEL_FAIL(err, KEEL_ERR_INVALID, "%s: no checkpoint '%s' (run %lld has none %s; `keel show %lld` lists them)",
@@ -880,6 +897,10 @@ void keel_reg_ckpt_label(keel_registry *r, const keel_reg_ckpt *c, char *buf, si
             snprintf(run, sizeof run, "%s", (const char *)sqlite3_column_text(st, 0));
         sqlite3_finalize(st);
     }
+    // A step checkpoint by its directory name (step-N, step-N-aK for an adapt retry).
+    const char *slash = c->path ? strrchr(c->path, '/') : NULL;
+    const char *dname = slash ? slash + 1 : c->path;
     if (!strcmp(c->kind, "base")) snprintf(buf, cap, "%s@base", run);
+    else if (dname && *dname && !strchr(dname, '@')) snprintf(buf, cap, "%s@%s", run, dname);
     else snprintf(buf, cap, "%s@step-%lld", run, (long long)c->step);
 }

@@ -138,16 +138,18 @@ KEEL_INTERNAL bool keel_reg_ckpt_row(sqlite3_stmt *st, keel_reg_ckpt *out);
 KEEL_INTERNAL void keel_reg_meas_row(sqlite3_stmt *st, keel_reg_meas *out);
 
 // References (include/keel.h): a run is its number, directory or name; a
-// checkpoint "RUN@step-N" / "RUN@N" / "RUN@base" / "RUN@active" or its path
-// (a bare "step-N" / "base" / "active" when run_hint >= 0 names that run's).
+// checkpoint "RUN@step-N" / "RUN@N" / "RUN@base" / "RUN@active" /
+// "RUN@DIRNAME" (e.g. step-6-a1, an adapt retry; step-N means the directory
+// step-N first, else the latest checkpoint at step N) or its path (a bare
+// "step-N..." / "base" / "active" when run_hint >= 0 names that run's).
 KEEL_INTERNAL keel_status keel_reg_run_ref(keel_registry *r, const char *ref, int64_t *run_id, keel_err *err);
 KEEL_INTERNAL keel_status keel_reg_ckpt_ref(keel_registry *r, const char *ref, int64_t run_hint,
                                             int64_t *ckpt_id, keel_err *err);
 // The run's active checkpoint: the one set (set_active / rollback), else its
 // latest step checkpoint, else its base; -1 when it has none.
 KEEL_INTERNAL keel_status keel_reg_active(keel_registry *r, int64_t run_id, int64_t *ckpt_id, keel_err *err);
-// "NAME@step-N" / "NAME@base" (the run's number instead of its name when
-// another run has the same name).
+// "NAME@DIRNAME" (step-N, step-N-aK) / "NAME@base" (the run's number instead
+// of its name when another run has the same name).
 KEEL_INTERNAL void keel_reg_ckpt_label(keel_registry *r, const keel_reg_ckpt *c, char *buf, size_t cap);
 
 #endif // KEEL_REGISTRY_H

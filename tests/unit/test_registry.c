@@ -314,6 +314,19 @@ static void test_registry(void) {
           keel_registry_add_checkpoint(r, run2, "step", 30, d2, bhex, k20, 1, &id, &err) == KEEL_ERR_INVALID);
     int64_t g30 = add_ckpt(r, run2, d2, 30, b2, 1);
     CHECK("run 2 ckpt", g30 > 0);
+    // An adapt retry at the same step: its own directory name tells them apart.
+    char d2a[820];
+    snprintf(d2a, sizeof d2a, "%s-a1", d2);
+    make_ckpt(d2a, 32);
+    int64_t g30a = add_ckpt(r, run2, d2a, 30, g30, 0);
+    int64_t ref = -1;
+    CHECK("RUN@step-N = the step-N directory", keel_reg_ckpt_ref(r, "gentle@step-30", -1, &ref, &err) == KEEL_OK && ref == g30);
+    CHECK("RUN@step-N-aK", keel_reg_ckpt_ref(r, "gentle@step-30-a1", -1, &ref, &err) == KEEL_OK && ref == g30a);
+    CHECK("RUN@N = latest at N", keel_reg_ckpt_ref(r, "gentle@30", -1, &ref, &err) == KEEL_OK && ref == g30a);
+    CHECK("bare name with a run", keel_reg_ckpt_ref(r, "step-30-a1", run2, &ref, &err) == KEEL_OK && ref == g30a);
+    CHECK("unknown dir name", keel_reg_ckpt_ref(r, "gentle@step-30-a9", -1, &ref, &err) == KEEL_ERR_INVALID &&
+                                  has(err.msg, "step-30-a9"));
+    CHECK("set active", keel_registry_set_active(r, run2, g30, &err) == KEEL_OK);
     m[0] = res("arc", "acc", 0.60, 0.02, true);  // +0.10 vs 0.40: > 1.96*sqrt(2)*0.02 = 0.055
     m[1] = res("wiki", "ppl", 10.5, 0.2, false); // +0.10: < 0.55, not significant
     CHECK("run 2 final", keel_registry_add_measurements(r, run2, g30, 30, "final", false, m, NULL, 2, &err) == KEEL_OK);
@@ -420,7 +433,7 @@ static void test_registry(void) {
 
     // fsck: clean; then leftovers that are information; then real problems.
     char *rep = NULL;
-    CHECK("fsck clean", fsck(r, &rep) == 0 && has(rep, "0 problems") && has(rep, "6 verified"));
+    CHECK("fsck clean", fsck(r, &rep) == 0 && has(rep, "0 problems") && has(rep, "7 verified"));
     if (test_failed) fprintf(stderr, "%s", rep ? rep : "");
     show_report("line 410", rep);
     free(rep);
