@@ -57,8 +57,11 @@ keel_status keel_registry_runs(keel_registry *r, char **out, keel_err *err) {
         if ((s = keel_reg_active(r, run.id, &act, err)) == KEEL_OK && act >= 0) {
             keel_reg_ckpt c;
             if ((s = keel_reg_ckpt_get(r, act, &c, err)) == KEEL_OK) {
-                if (!strcmp(c.kind, "base")) snprintf(active, sizeof active, "base");
-                else snprintf(active, sizeof active, "step-%lld", (long long)c.step);
+                // The label without its "RUN@": step-N, step-N-aK or base.
+                char lab[256];
+                keel_reg_ckpt_label(r, &c, lab, sizeof lab);
+                const char *at = strrchr(lab, '@');
+                snprintf(active, sizeof active, "%s", at ? at + 1 : lab);
                 keel_reg_ckpt_free(&c);
             }
         }
