@@ -113,8 +113,10 @@ static keel_status add_request(loader *L, const char *context, const char *conti
     int32_t *ctx = NULL, *all = NULL;
     size_t n_ctx = 0, n_all = 0;
     if (cut == 0) {
-        // lm-eval: an empty context is the prefix token (BOS, else EOS) and the
-        // continuation is encoded alone
+        // lm-eval (api/model.py loglikelihood): an empty context is the prefix
+        // token (BOS, else EOS) and the continuation is encoded alone, without
+        // special tokens. (A whitespace-only context lands here too; lm-eval
+        // would give it an empty context, which cannot be scored.)
         int32_t pre = keel_token_bos(L->tok) >= 0 ? keel_token_bos(L->tok) : keel_token_eos(L->tok);
         if (pre < 0) {
             keel_free(whole);
@@ -127,8 +129,10 @@ static keel_status add_request(loader *L, const char *context, const char *conti
         }
         n_ctx = 1;
         st = tokenize(L, whole, nc + nk, false, false, &all, &n_all, err);
-        if (!st) {
-            // pretend all = [pre] + cont so the split below is uniform
+        if (!st && n_all > 0 && all[0] == pre) {
+            // lm-eval: the continuation already starts with the prefix token
+        } else if (!st) {
+            // all = [pre] + cont so the split below is uniform
             int32_t *v = keel_malloc((n_all + 1) * sizeof *v);
             if (!v) st = nomem(err);
             else {

@@ -273,6 +273,18 @@ static void test_generic_mc(void) {
         CHECK("rule: tok(whole)[len(tok(ctx)):]", rule_holds(&d.req[0], "A went", "A went  home."));
         keel_cap_data_free(&d);
     }
+    // an empty context: lm-eval conditions on the prefix token (BOS, else EOS)
+    p = write_tmp("wino0.jsonl", "{\"context_options\": [\"\", \"B\"], \"continuation\": \"home.\", \"label\": 1}\n");
+    s = spec_of(KEEL_CAP_MULTIPLE_CHOICE, KEEL_CAP_TASK_WINOGRANDE, p);
+    CHECK("empty context loads", load(&d, &s, &e));
+    if (d.items) {
+        int32_t pre = keel_token_bos(smol) >= 0 ? keel_token_bos(smol) : keel_token_eos(smol);
+        char *t = detok(d.req[0].cont, d.req[0].n_cont);
+        CHECK("empty context = [prefix token]", d.req[0].n_ctx == 1 && d.req[0].ctx[0] == pre);
+        CHECK("continuation encoded alone", t && strcmp(t, " home.") == 0);
+        keel_free(t);
+        keel_cap_data_free(&d);
+    }
 }
 
 // lm-eval's hellaswag preprocess on synthetic text; expected strings from
