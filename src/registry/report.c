@@ -53,7 +53,7 @@ keel_status keel_registry_runs(keel_registry *r, char **out, keel_err *err) {
         keel_reg_run run;
         if ((s = keel_reg_run_get(r, sqlite3_column_int64(st, 0), &run, err)) != KEEL_OK) break;
         int64_t act = -1;
-        char active[64] = "-", when[32];
+        char active[256] = "-", when[32];
         if ((s = keel_reg_active(r, run.id, &act, err)) == KEEL_OK && act >= 0) {
             keel_reg_ckpt c;
             if ((s = keel_reg_ckpt_get(r, act, &c, err)) == KEEL_OK) {
