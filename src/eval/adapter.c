@@ -14,6 +14,8 @@ struct keel_adapter {
     keel_train_model tm;   // frozen view of m; tm.p holds every A and B
     keel_lora lo;
     const float **A, **B;  // (n_layer * 7) slot pointers into tm.p.w, NULL when not adapted
+    const float **Bt;      // (n_layer * 7) slot pointers into bt
+    float *bt;             // every adapted B transposed, (r, n_out) each, one after another
     keel_fwd_lora fl;
 };
 
@@ -43,22 +45,34 @@ keel_status keel_adapter_load(const keel_model *m, const char *dir, keel_adapter
         return st;
     }
     const size_t nslot = (size_t)m->desc.n_layer * KEEL_LORA_N_PROJ;
+    const int64_t r = a->lo.r;
+    size_t nbt = 0;
+    for (int i = 0; i < a->lo.n; i++) nbt += (size_t)(a->lo.mods[i].n_out * r);
     a->A = keel_calloc(nslot, sizeof *a->A);
     a->B = keel_calloc(nslot, sizeof *a->B);
-    if (!a->A || !a->B) {
+    a->Bt = keel_calloc(nslot, sizeof *a->Bt);
+    a->bt = keel_malloc(nbt * sizeof(float));
+    if (!a->A || !a->B || !a->Bt || !a->bt) {
         keel_adapter_free(a);
         return KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", dir);
     }
+    float *bt = a->bt;
     for (int i = 0; i < a->lo.n; i++) {
         const keel_lora_mod *md = &a->lo.mods[i];
         size_t slot = (size_t)md->layer * KEEL_LORA_N_PROJ + (size_t)md->proj;
+        const float *B = keel_lora_B(&a->lo, i); // (n_out, r)
         a->A[slot] = keel_lora_A(&a->lo, i);
-        a->B[slot] = keel_lora_B(&a->lo, i);
+        a->B[slot] = B;
+        a->Bt[slot] = bt;
+        for (int64_t o = 0; o < md->n_out; o++)
+            for (int64_t k = 0; k < r; k++) bt[k * md->n_out + o] = B[o * r + k];
+        bt += md->n_out * r;
     }
     a->fl.r = a->lo.r;
     a->fl.scale = a->lo.scale;
     a->fl.A = a->A;
     a->fl.B = a->B;
+    a->fl.Bt = a->Bt;
     *out = a;
     return KEEL_OK;
 }
@@ -69,6 +83,8 @@ void keel_adapter_free(keel_adapter *a) {
     keel_train_model_free(&a->tm);
     keel_free(a->A);
     keel_free(a->B);
+    keel_free(a->Bt);
+    keel_free(a->bt);
     keel_free(a);
 }
 

@@ -99,26 +99,22 @@ keel_status keel_fwd_buf_lora_reserve(keel_fwd_buf *b, int32_t r, keel_err *err)
 }
 
 // y (T, n_out) += s * (x (T, n_in) A^T) B^T for linear `slot` when it is
-// adapted. One token: two small dot-product loops on the calling thread (r
-// is small; waking the team would cost more). More: keel_gemm, the same
-// two products the training forward runs. xa: (T, r) scratch.
+// adapted. One token: on the calling thread (about 4% of the base's work
+// for r = 16 on every projection; waking the team would cost more): r SIMD
+// dot products for x A^T, then r axpys over the rows of B^T, which the
+// compiler vectorizes. More: keel_gemm, the same two products the training
+// forward runs. xa: (T, r) scratch.
 static void lora_branch(const keel_fwd_lora *lo, int slot, float *y, const float *x, int64_t T, int64_t n_in,
                         int64_t n_out, float *xa, int n_threads) {
     const float *A = lo->A[slot], *B = lo->B[slot];
     if (!A || !B) return;
     const int64_t r = lo->r;
     if (T == 1) {
+        const float *Bt = lo->Bt[slot];
+        for (int64_t k = 0; k < r; k++) xa[k] = lo->scale * keel_dot_row(KEEL_DTYPE_F32, A + k * n_in, x, n_in);
         for (int64_t k = 0; k < r; k++) {
-            const float *a = A + k * n_in;
-            float acc = 0.0f;
-            for (int64_t i = 0; i < n_in; i++) acc += x[i] * a[i];
-            xa[k] = acc * lo->scale;
-        }
-        for (int64_t o = 0; o < n_out; o++) {
-            const float *bo = B + o * r;
-            float acc = 0.0f;
-            for (int64_t k = 0; k < r; k++) acc += xa[k] * bo[k];
-            y[o] += acc;
+            const float c = xa[k], *bk = Bt + k * n_out;
+            for (int64_t o = 0; o < n_out; o++) y[o] += c * bk[o];
         }
         return;
     }

@@ -86,6 +86,7 @@ typedef struct keel_fwd_lora {
     float scale;           // alpha / r, or alpha / sqrt(r) with rsLoRA
     const float *const *A; // (n_layer * 7)
     const float *const *B; // (n_layer * 7)
+    const float *const *Bt;// (n_layer * 7) B transposed, (r, n_out): the one-token path's axpy
 } keel_fwd_lora;
 
 KEEL_INTERNAL keel_status keel_kv_cache_init(const keel_model *m, int32_t n_ctx, keel_kv_cache *kv,
