@@ -451,6 +451,8 @@ typedef struct keel_suite keel_suite;
 KEEL_API keel_status keel_suite_load(const char *path, keel_suite **out, keel_err *err);
 KEEL_API void keel_suite_free(keel_suite *s);
 KEEL_API int32_t keel_suite_count(const keel_suite *s);
+// The name of capability i (0 <= i < count), NULL when out of range.
+KEEL_API const char *keel_suite_name(const keel_suite *s, int32_t i);
 
 typedef struct keel_cap_result {
     char name[64];        // the capability's name

@@ -59,23 +59,70 @@ static double log_prob(const float *l, int64_t V, int32_t target) {
     return (double)l[target] - (double)mx - log(s);
 }
 
-// Run the rows (sorted in place) and write res[row.id] = the summed log
-// probability of each row's scored tokens.
+// Lexicographic order of the rows' input tokens (a prefix sorts right
+// before its extensions), ties by id.
+static int lex_cmp(const void *a, const void *b) {
+    const row *x = *(const row *const *)a, *y = *(const row *const *)b;
+    int32_t n = x->T < y->T ? x->T : y->T;
+    for (int32_t i = 0; i < n; i++)
+        if (x->tok[i] != y->tok[i]) return x->tok[i] < y->tok[i] ? -1 : 1;
+    if (x->T != y->T) return x->T < y->T ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static bool is_prefix(const row *x, const row *y) {
+    return x->T <= y->T && !memcmp(x->tok, y->tok, (size_t)x->T * sizeof *x->tok);
+}
+
+// Run the rows and write res[row.id] = the summed log probability of each
+// row's scored tokens. A row whose input is a prefix of another row's input
+// (multiple-choice requests with the same context and a one-token
+// continuation, e.g. BoolQ's " no" / " yes"; identical windows) is not run:
+// causal attention gives its positions the same logits inside the longer
+// row, so it is scored from there. rows is reordered.
 static keel_status run_rows(const keel_train_model *tm, keel_lora *lo, row *rows, int64_t n_rows, double *res,
                             keel_err *err) {
     if (n_rows == 0) return KEEL_OK;
-    qsort(rows, (size_t)n_rows, sizeof *rows, row_cmp);
     const int64_t V = tm->m->desc.n_vocab;
-    const int32_t Tmax = rows[0].T;
-    int32_t Bmax = CAP_BATCH_TOKENS / Tmax;
-    if (Bmax < 1) Bmax = 1;
-    if (Bmax > n_rows) Bmax = (int32_t)n_rows;
-    const int64_t cap_tokens = (int64_t)Bmax * Tmax;
+    row **lex = keel_malloc((size_t)n_rows * sizeof *lex);
+    int64_t *runner = keel_malloc((size_t)n_rows * sizeof *runner); // the row whose forward serves row i
+    int64_t *head = keel_malloc((size_t)n_rows * sizeof *head);     // runner -> first served row (-1: none)
+    int64_t *next = keel_malloc((size_t)n_rows * sizeof *next);     // served row -> next served row of its runner
+    row *run = keel_malloc((size_t)n_rows * sizeof *run);           // the rows that run (id = index into rows)
     keel_train_acts a;
-    keel_status st = keel_train_acts_init(&a, tm, Bmax, Tmax, err);
-    if (st) return st;
+    bool acts_ok = false;
     int32_t *tokens = NULL, *targets = NULL;
     uint8_t *mask = NULL;
+    int32_t Bmax = 1, Tmax = 1;
+    keel_status st = KEEL_OK;
+    if (!lex || !runner || !head || !next || !run) {
+        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability scoring: out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < n_rows; i++) lex[i] = &rows[i], head[i] = next[i] = -1;
+    qsort(lex, (size_t)n_rows, sizeof *lex, lex_cmp);
+    int64_t n_run = 0;
+    for (int64_t i = n_rows - 1; i >= 0; i--) {
+        int64_t me = lex[i] - rows;
+        runner[me] = me;
+        if (i + 1 < n_rows && is_prefix(lex[i], lex[i + 1])) runner[me] = runner[lex[i + 1] - rows];
+        if (runner[me] == me) {
+            run[n_run] = *lex[i];
+            run[n_run++].id = me;
+        } else {
+            next[me] = head[runner[me]];
+            head[runner[me]] = me;
+        }
+    }
+    qsort(run, (size_t)n_run, sizeof *run, row_cmp); // longest first, ties by row
+    Tmax = run[0].T;
+    Bmax = CAP_BATCH_TOKENS / Tmax;
+    if (Bmax < 1) Bmax = 1;
+    if (Bmax > n_run) Bmax = (int32_t)n_run;
+    const int64_t cap_tokens = (int64_t)Bmax * Tmax;
+    st = keel_train_acts_init(&a, tm, Bmax, Tmax, err);
+    if (st) goto done;
+    acts_ok = true;
     if (lo) {
         st = keel_lora_reserve(lo, cap_tokens, err);
         if (st) goto done;
@@ -88,37 +135,48 @@ static keel_status run_rows(const keel_train_model *tm, keel_lora *lo, row *rows
         st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability scoring: out of memory for %lld tokens", (long long)cap_tokens);
         goto done;
     }
-    for (int64_t r0 = 0; r0 < n_rows;) {
-        // the batch: rows r0.. while they fit (the first is the longest);
+    for (int64_t r0 = 0; r0 < n_run;) {
+        // the batch: runs r0.. while they fit (the first is the longest);
         // B * T <= Bmax * Tmax and T <= Tmax keep every arena buffer in bounds
-        const int32_t T = rows[r0].T;
+        const int32_t T = run[r0].T;
         int64_t B = cap_tokens / T;
-        if (B > n_rows - r0) B = n_rows - r0;
+        if (B > n_run - r0) B = n_run - r0;
         memset(tokens, 0, (size_t)(B * T) * sizeof *tokens);
         for (int64_t r = 0; r < B; r++)
-            memcpy(tokens + r * T, rows[r0 + r].tok, (size_t)rows[r0 + r].T * sizeof *tokens);
+            memcpy(tokens + r * T, run[r0 + r].tok, (size_t)run[r0 + r].T * sizeof *tokens);
         a.B = (int32_t)B;
         a.T = T;
         st = keel_train_forward(tm, &a, tokens, targets, mask, NULL, err);
         if (st) goto done;
         for (int64_t r = 0; r < B; r++) {
-            const row *w = &rows[r0 + r];
-            double s = 0;
-            for (int32_t i = 0; i < w->n_sc; i++) {
-                const int64_t pos = w->T - w->n_sc + i;
-                s += log_prob(a.logits + (r * T + pos) * V, V, w->tgt[i]);
+            // the runner itself, then every row it serves
+            const int64_t self = run[r0 + r].id;
+            for (int64_t wi = self; wi >= 0; wi = wi == self ? head[self] : next[wi]) {
+                const row *w = &rows[wi];
+                double sum = 0;
+                for (int32_t i = 0; i < w->n_sc; i++) {
+                    const int64_t pos = w->T - w->n_sc + i;
+                    sum += log_prob(a.logits + (r * T + pos) * V, V, w->tgt[i]);
+                }
+                res[w->id] = sum;
             }
-            res[w->id] = s;
         }
         r0 += B;
     }
 done:
-    a.B = Bmax;
-    a.T = Tmax;
-    keel_train_acts_free(&a);
+    if (acts_ok) {
+        a.B = Bmax;
+        a.T = Tmax;
+        keel_train_acts_free(&a);
+    }
     free(tokens);
     free(targets);
     free(mask);
+    free(lex);
+    free(runner);
+    free(head);
+    free(next);
+    free(run);
     return st;
 }
 

@@ -51,6 +51,10 @@ void keel_suite_free(keel_suite *s) {
 
 int32_t keel_suite_count(const keel_suite *s) { return s ? s->s.n : 0; }
 
+const char *keel_suite_name(const keel_suite *s, int32_t i) {
+    return s && i >= 0 && i < s->s.n ? s->s.v[i].name : NULL;
+}
+
 keel_eval_opts keel_eval_default_opts(void) {
     keel_eval_opts o = {0};
     return o;

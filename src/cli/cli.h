@@ -9,6 +9,7 @@
 #include <string.h>
 
 int keel_cmd_data(int argc, char **argv);
+int keel_cmd_eval(int argc, char **argv);
 int keel_cmd_info(int argc, char **argv);
 int keel_cmd_job(int argc, char **argv);
 int keel_cmd_generate(int argc, char **argv);

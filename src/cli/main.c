@@ -8,6 +8,7 @@ static void usage(FILE *f) {
             "usage: keel <command> [options]\n\n"
             "commands:\n"
             "  data        check a JSONL training file: counts, lengths, duplicates, malformed lines\n"
+            "  eval        score a capability suite (YAML) on a model: value, 95%% CI, n\n"
             "  info        describe a model file: architecture, tokenizer, tensors\n"
             "  job         check a training job (YAML) and print it resolved\n"
             "  generate    generate text from a prompt (streaming)\n"
@@ -42,6 +43,7 @@ int main(int argc, char **argv) {
         int (*fn)(int, char **);
     } cmds[] = {
         {"data", keel_cmd_data},
+        {"eval", keel_cmd_eval},
         {"info", keel_cmd_info},
         {"job", keel_cmd_job},
         {"generate", keel_cmd_generate},

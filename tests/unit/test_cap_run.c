@@ -177,6 +177,15 @@ static void test_truncation(keel_model *m, keel_train_model *tm, keel_context *c
     CHECK("long request", keel_cap_loglik(tm, NULL, &q, 1, &ll, &err) == KEEL_OK);
     double ref = ref_loglik(ctx, m, &q, lg);
     CHECK_CLOSE("left-truncated ll = inference path", ll, ref, 1e-4 * (1 + fabs(ref)));
+    // rows whose input is a prefix of another row's (shared context, one-token
+    // continuations, duplicates) are scored from the longer row's forward
+    int32_t seven = 7;
+    keel_cap_request qs[5] = {{ids, 20, ids + 20, 1}, {ids, 20, &seven, 1}, {ids, 10, ids + 10, 3},
+                              {ids, 20, ids + 20, 1}, {ids, 30, ids + 30, 2}};
+    double lls[5];
+    CHECK("shared prefixes", keel_cap_loglik(tm, NULL, qs, 5, lls, &err) == KEEL_OK);
+    for (int i = 0; i < 5; i++) CHECK_CLOSE("prefix-shared ll = inference path", lls[i], ref_loglik(ctx, m, &qs[i], lg), 1e-4 * (1 + fabs(lls[i])));
+    CHECK("duplicate requests, same bits", lls[0] == lls[3]);
     keel_cap_request empty = {ids, 0, ids, 1};
     CHECK("no context fails", keel_cap_loglik(tm, NULL, &empty, 1, &ll, &err) == KEEL_ERR_INVALID);
     m->desc.n_ctx_train = saved;
