@@ -666,7 +666,13 @@ static keel_status load_lines(loader *L, char *buf, size_t len, keel_err *err) {
             return KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s:%lld: %s", L->path, (long long)line, m);
         }
         cJSON *o = cJSON_ParseWithLength(p, n);
-        if (!o) return KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s:%lld: not valid JSON", L->path, (long long)line);
+        if (!o) {
+            const char *at = cJSON_GetErrorPtr();
+            if (at && at >= p && at <= p + n)
+                return KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s:%lld: not valid JSON (at column %zu)", L->path,
+                                 (long long)line, (size_t)(at - p) + 1);
+            return KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s:%lld: not valid JSON", L->path, (long long)line);
+        }
         if (!cJSON_IsObject(o)) st = KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s:%lld: expected a JSON object", L->path, (long long)line);
         else if (L->spec->kind == KEEL_CAP_MULTIPLE_CHOICE) st = load_mc(L, o, err);
         else if (L->spec->kind == KEEL_CAP_PERPLEXITY) {

@@ -403,6 +403,8 @@ static void test_bad(void) {
                 KEEL_CAP_TASK_JSONL, KEEL_ERR_FORMAT, ":1: field 'choices': expected an array");
     expect_fail("answer negative", "{\"question\": \"q\", \"choices\": [\"a\"], \"answer\": -1}\n", MC,
                 KEEL_CAP_TASK_JSONL, KEEL_ERR_FORMAT, ":1: field 'answer'");
+    expect_fail("bad JSON column", "{\"question\": \"q\", \"choices\": [\"a\" \"b\"], \"answer\": 0}\n", MC,
+                KEEL_CAP_TASK_JSONL, KEEL_ERR_FORMAT, "bad.jsonl:1: not valid JSON (at column 35)");
     expect_fail("not an object", "[1, 2]\n", MC, KEEL_CAP_TASK_JSONL, KEEL_ERR_FORMAT, ":1: expected a JSON object");
     expect_fail("invalid utf-8", "{\"question\": \"q\xff\", \"choices\": [\"a\"], \"answer\": 0}\n", MC,
                 KEEL_CAP_TASK_JSONL, KEEL_ERR_FORMAT, ":1: invalid UTF-8");
