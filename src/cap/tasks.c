@@ -512,17 +512,22 @@ static keel_status prompt_tokens(loader *L, keel_cap_item *it, const char *promp
 }
 
 static keel_status add_answer(loader *L, keel_cap_item *it, const cJSON *v, const char *field, keel_err *err) {
-    char num[64];
-    const char *s;
-    if (cJSON_IsString(v) && v->valuestring) s = v->valuestring;
+    char *s;
+    // a number answer is kept as cJSON prints it (shortest text that reads back)
+    if (cJSON_IsString(v) && v->valuestring) s = keel_strdup(v->valuestring);
     else if (cJSON_IsNumber(v)) {
-        snprintf(num, sizeof num, "%.17g", v->valuedouble);
-        s = num;
+        char *t = cJSON_PrintUnformatted(v);
+        s = t ? keel_strdup(t) : NULL;
+        cJSON_free(t);
     } else return bad(L, err, field, "expected a string (or a number)");
+    if (!s) return nomem(err);
     char **a = keel_realloc(it->answers, (size_t)(it->n_answers + 1) * sizeof *a);
-    if (!a) return nomem(err);
+    if (!a) {
+        keel_free(s);
+        return nomem(err);
+    }
     it->answers = a;
-    if (!(a[it->n_answers] = keel_strdup(s))) return nomem(err);
+    a[it->n_answers] = s;
     keel_cap_normalize(L->spec, a[it->n_answers]);
     it->n_answers++;
     return KEEL_OK;

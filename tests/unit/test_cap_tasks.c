@@ -311,12 +311,14 @@ static void test_generic_other(void) {
     keel_err e;
     const char *p = write_tmp("em.jsonl", "{\"prompt\": \"Capital of France?\", \"answer\": \"  Paris. \"}\n"
                                           "{\"prompt\": \"2+3\", \"answers\": [\"5\", \"Five\"]}\n"
-                                          "{\"prompt\": \"n\", \"answer\": 42}\n");
+                                          "{\"prompt\": \"n\", \"answer\": 42}\n"
+                                          "{\"prompt\": \"m\", \"answers\": [0.1, \"x\"]}\n");
     keel_cap_spec s = spec_of(KEEL_CAP_EXACT_MATCH, KEEL_CAP_TASK_JSONL, p);
     s.norm_case = s.norm_space = s.norm_punct = true;
     CHECK("exact_match loads", load(&d, &s, &e));
     if (d.items) {
-        CHECK("3 items", d.n_items == 3 && d.n_req == 0);
+        CHECK("4 items", d.n_items == 4 && d.n_req == 0);
+        CHECK("0.1 stays 0.1 (punctuation then dropped)", d.items[3].n_answers == 2 && strcmp(d.items[3].answers[0], "01") == 0);
         CHECK("answer normalised", d.items[0].n_answers == 1 && strcmp(d.items[0].answers[0], "paris") == 0);
         CHECK("answers list", d.items[1].n_answers == 2 && strcmp(d.items[1].answers[1], "five") == 0);
         CHECK("numeric answer", d.items[2].n_answers == 1 && strcmp(d.items[2].answers[0], "42") == 0);
@@ -444,6 +446,40 @@ static void test_bad(void) {
     keel_free(home);
 }
 
+// Every allocation failing in turn: NOMEM (never a crash or a leak under
+// ASan), nothing kept, and the load succeeds once allocations stop failing.
+static void test_oom(void) {
+    const char *p = write_tmp("oom.jsonl", "{\"question\": \"q\", \"choices\": [\"a\", \"b \"], \"answer\": 1}\n"
+                                           "{\"question\": \"r\", \"choices\": [\"c\"], \"answer\": 0}\n");
+    char path[512];
+    snprintf(path, sizeof path, "%s", p);
+    static const keel_cap_kind kinds[] = {KEEL_CAP_MULTIPLE_CHOICE, KEEL_CAP_EXACT_MATCH};
+    const char *em = write_tmp("oom_em.jsonl", "{\"prompt\": \"p\", \"answers\": [\"A\", 3]}\n");
+    char path_em[512];
+    snprintf(path_em, sizeof path_em, "%s", em);
+    for (int k = 0; k < 2; k++) {
+        keel_cap_spec s = spec_of(kinds[k], KEEL_CAP_TASK_JSONL, k ? path_em : path);
+        s.chat = k ? 1 : 0;
+        bool all_ok = true, done = false;
+        for (long n = 1; n < 2000 && !done; n++) {
+            keel_cap_data d;
+            keel_err e = {0};
+            keel_mem_fail_after(n);
+            keel_status st = keel_cap_data_load(&d, &s, smol, &e);
+            keel_mem_fail_after(0);
+            if (st == KEEL_OK) {
+                done = true;
+                keel_cap_data_free(&d);
+            } else if (st != KEEL_ERR_NOMEM || d.items || d.req || d.choice_len) {
+                fprintf(stderr, "  oom n=%ld: status %d '%s'\n", n, (int)st, e.msg);
+                all_ok = false;
+            }
+        }
+        CHECK("allocation failures give NOMEM and keep nothing", all_ok);
+        CHECK("load succeeds after the sweep", done);
+    }
+}
+
 int main(void) {
     char p[512];
     keel_err e;
@@ -465,6 +501,7 @@ int main(void) {
     test_hellaswag_preprocess();
     test_generic_other();
     test_bad();
+    test_oom();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
