@@ -91,11 +91,12 @@ static keel_status run_rows(const keel_train_model *tm, keel_lora *lo, row *rows
     row *run = keel_malloc((size_t)n_rows * sizeof *run);           // the rows that run (id = index into rows)
     keel_train_acts a;
     bool acts_ok = false;
-    int32_t *tokens = NULL, *targets = NULL;
+    int32_t *tokens = NULL, *targets = NULL, *hrows = NULL;
     uint8_t *mask = NULL;
     int32_t Bmax = 1, Tmax = 1;
+    int64_t *lo_pos = keel_malloc((size_t)n_rows * sizeof *lo_pos), *base = keel_malloc((size_t)n_rows * sizeof *base);
     keel_status st = KEEL_OK;
-    if (!lex || !runner || !head || !next || !run) {
+    if (!lex || !runner || !head || !next || !run || !lo_pos || !base) {
         st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability scoring: out of memory");
         goto done;
     }
@@ -131,7 +132,8 @@ static keel_status run_rows(const keel_train_model *tm, keel_lora *lo, row *rows
     tokens = keel_calloc((size_t)cap_tokens, sizeof *tokens);
     targets = keel_calloc((size_t)cap_tokens, sizeof *targets);
     mask = keel_calloc((size_t)cap_tokens, 1); // all 0: the (unused) loss counts nothing
-    if (!tokens || !targets || !mask) {
+    hrows = keel_malloc((size_t)cap_tokens * sizeof *hrows);
+    if (!tokens || !targets || !mask || !hrows) {
         st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability scoring: out of memory for %lld tokens", (long long)cap_tokens);
         goto done;
     }
@@ -144,8 +146,24 @@ static keel_status run_rows(const keel_train_model *tm, keel_lora *lo, row *rows
         memset(tokens, 0, (size_t)(B * T) * sizeof *tokens);
         for (int64_t r = 0; r < B; r++)
             memcpy(tokens + r * T, run[r0 + r].tok, (size_t)run[r0 + r].T * sizeof *tokens);
+        // the head runs only on the positions some row scores: per run, the
+        // span from the first scored position of any row it serves to its end
+        int64_t nh = 0;
+        for (int64_t r = 0; r < B; r++) {
+            const int64_t self = run[r0 + r].id;
+            int64_t lo_p = run[r0 + r].T, hi_p = 0;
+            for (int64_t wi = self; wi >= 0; wi = wi == self ? head[self] : next[wi]) {
+                if (rows[wi].T - rows[wi].n_sc < lo_p) lo_p = rows[wi].T - rows[wi].n_sc;
+                if (rows[wi].T > hi_p) hi_p = rows[wi].T;
+            }
+            lo_pos[r] = lo_p;
+            base[r] = nh;
+            for (int64_t p = lo_p; p < hi_p; p++) hrows[nh++] = (int32_t)(r * T + p);
+        }
         a.B = (int32_t)B;
         a.T = T;
+        a.head_rows = hrows;
+        a.n_head_rows = nh;
         st = keel_train_forward(tm, &a, tokens, targets, mask, NULL, err);
         if (st) goto done;
         for (int64_t r = 0; r < B; r++) {
@@ -156,7 +174,7 @@ static keel_status run_rows(const keel_train_model *tm, keel_lora *lo, row *rows
                 double sum = 0;
                 for (int32_t i = 0; i < w->n_sc; i++) {
                     const int64_t pos = w->T - w->n_sc + i;
-                    sum += log_prob(a.logits + (r * T + pos) * V, V, w->tgt[i]);
+                    sum += log_prob(a.logits + (base[r] + pos - lo_pos[r]) * V, V, w->tgt[i]);
                 }
                 res[w->id] = sum;
             }
@@ -165,6 +183,7 @@ static keel_status run_rows(const keel_train_model *tm, keel_lora *lo, row *rows
     }
 done:
     if (acts_ok) {
+        a.head_rows = NULL;
         a.B = Bmax;
         a.T = Tmax;
         keel_train_acts_free(&a);
@@ -172,6 +191,9 @@ done:
     free(tokens);
     free(targets);
     free(mask);
+    free(hrows);
+    free(lo_pos);
+    free(base);
     free(lex);
     free(runner);
     free(head);

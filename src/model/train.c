@@ -502,6 +502,20 @@ keel_status keel_train_forward_seg(const keel_train_model *tm, keel_train_acts *
         par_add(xout, A->xm, N * C, s);
     }
     par_rmsnorm_fwd(a->xnf, a->rf, a->xf, tm->output_norm.w, N, C, d->norm_eps, s);
+    if (a->head_rows) {
+        // only the positions asked for: gather their normed rows (into the
+        // backward's dxn, unused here), one head matmul, no loss
+        const int64_t n = a->n_head_rows;
+        KEEL_ASSERT(n >= 0 && n <= N);
+        for (int64_t k = 0; k < n; k++) {
+            KEEL_ASSERT(a->head_rows[k] >= 0 && a->head_rows[k] < N);
+            memcpy(a->dxn + k * C, a->xnf + (int64_t)a->head_rows[k] * C, (size_t)C * sizeof(float));
+        }
+        if (n > 0) keel_tlinear_fwd(&tm->output, a->logits, a->dxn, n, s);
+        a->loss = 0;
+        if (loss) *loss = 0;
+        return KEEL_OK;
+    }
     keel_tlinear_fwd(&tm->output, a->logits, a->xnf, N, s);
     a->loss = keel_op_xent_fwd(a->lse, a->logits, a->targets, a->mask, N, V, s->n_threads);
     if (loss) *loss = a->loss;
@@ -511,6 +525,7 @@ keel_status keel_train_forward_seg(const keel_train_model *tm, keel_train_acts *
 // ---- backward ------------------------------------------------------------------------------------
 
 void keel_train_backward(keel_train_model *tm, keel_train_acts *a) {
+    KEEL_ASSERT(!a->head_rows); // a scoring forward has no loss to differentiate
     const keel_model *m = tm->m;
     const keel_model_desc *d = &m->desc;
     const int64_t B = a->B, T = a->T, N = B * T, C = d->n_embd, V = d->n_vocab;

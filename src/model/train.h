@@ -166,6 +166,12 @@ typedef struct keel_train_acts {
     uint8_t *mask;          // (N)
     int32_t *seg0;          // (N) packed rows: where each position's segment starts in its row
     bool packed;            // the last forward had segments (seg0 valid); false: one per row
+    // Scoring without a loss (cap/run.c): when head_rows is set, the forward
+    // computes logits only for the n_head_rows positions head_rows[k] (row-
+    // major indices into (B, T)), into logits rows k = 0.., and no loss (0);
+    // the backward must not follow. NULL (the default): every position, loss.
+    const int32_t *head_rows;
+    int64_t n_head_rows;
     float loss;
     // backward temporaries (reused by every layer)
     float *dres, *dxn;      // (N, C)
