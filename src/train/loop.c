@@ -1189,11 +1189,21 @@ static keel_status registry_begin(run_ctx *rc, const char *path, keel_err *err) 
     if (st) return st;
     char real[PATH_MAX];
     const char *dir = realpath(t->cfg.out_dir, real) ? real : t->cfg.out_dir;
+    // run_begin on a directory already recorded continues its row (status
+    // back to running): a resumed run stays one run.
     rc->run_id = -1;
-    if (t->resume && (st = keel_registry_run_find(rc->reg, dir, &rc->run_id, err))) return st;
-    if (rc->run_id < 0)
-        st = keel_registry_run_begin(rc->reg, dir, t->cfg.yaml, t->cfg.model, method_name(t->cfg.method), &rc->run_id, err);
+    st = keel_registry_run_begin(rc->reg, dir, t->cfg.yaml, t->cfg.model, method_name(t->cfg.method), &rc->run_id, err);
     if (!st && t->resume) st = keel_registry_checkpoint_find(rc->reg, rc->run_id, t->resume_ckpt, &rc->parent_id, err);
+    if (!st && t->resume && rc->parent_id < 0) {
+        // killed between the checkpoint's rename and its record: record it now
+        // (complete on disk: it has trainer_state.json), so the lineage goes on
+        char sha[65], p2[PATH_MAX];
+        const char *cp = realpath(t->resume_ckpt, p2) ? p2 : t->resume_ckpt;
+        st = keel_dir_sha256(cp, sha, err);
+        if (!st) st = keel_registry_add_checkpoint(rc->reg, rc->run_id, "step", t->step, cp, sha, -1,
+                                                   t->ledger_on && !strcmp(t->good, t->resume_ckpt) ? 1 : -1,
+                                                   &rc->parent_id, err);
+    }
     if (!st && t->resume && t->good[0]) st = keel_registry_checkpoint_find(rc->reg, rc->run_id, t->good, &rc->good_id, err);
     rc->sum->run_id = rc->run_id;
     return st;
@@ -1227,6 +1237,10 @@ static keel_status ledger_start(run_ctx *rc, keel_err *err) {
         char sha[65], real[PATH_MAX];
         const char *mp = realpath(t->cfg.model, real) ? real : t->cfg.model;
         st = t->base_is_dir ? keel_dir_sha256(mp, sha, err) : keel_file_sha256(mp, sha, err);
+        if (st == KEEL_ERR_FORMAT && t->base_is_dir) { // e.g. an HF directory with subfolders: no digest
+            sha[0] = 0;
+            st = KEEL_OK;
+        }
         if (!st) st = keel_registry_add_checkpoint(rc->reg, rc->run_id, "base", 0, mp, sha, -1, 1, &rc->parent_id, err);
         if (!st) st = keel_registry_add_measurements(rc->reg, rc->run_id, rc->parent_id, 0, "base", false,
                                                      t->ledger.base_full, t->ledger.base_full, t->ledger.n, err);
