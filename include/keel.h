@@ -264,6 +264,19 @@ KEEL_API void keel_adapter_free(keel_adapter *a);
 // KEEL_ERR_INVALID when a belongs to another model; KEEL_ERR_NOMEM.
 KEEL_API keel_status keel_context_set_adapter(keel_context *c, const keel_adapter *a, keel_err *err);
 
+// What a checkpoint path (e.g. from keel_registry_resolve) holds, as a command
+// loads it: a model (a .gguf file, or a directory with config.json: a full
+// fine-tuning checkpoint or a base) -> *model = path, *adapter = NULL; a LoRA
+// adapter (a directory with adapter_config.json) -> *adapter = path and
+// *model = its base: `base` when not NULL (the caller's choice, e.g. -m), else
+// adapter_config.json's base_model_name_or_path when that path exists, else
+// the model of the run's job.yaml (path/../../job.yaml, a keel run's
+// RUN/checkpoints/step-N). *model, *adapter: keel_free. Errors: KEEL_ERR_IO
+// (path or base missing), KEEL_ERR_FORMAT (neither kind), KEEL_ERR_INVALID
+// (an adapter whose base cannot be found: pass base).
+KEEL_API keel_status keel_checkpoint_model(const char *path, const char *base, char **model, char **adapter,
+                                           keel_err *err);
+
 // ---------------------------------------------------------------- sampling
 
 typedef struct keel_sampler keel_sampler;

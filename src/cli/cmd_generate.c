@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 // cmd_generate.c — `keel generate`: prompt (optionally through the model's
 // chat template), KV-cache decoding, streamed output, tokens/s at the end.
-// --adapter applies a PEFT LoRA directory (keel_adapter_load) to the model.
+// --adapter applies a PEFT LoRA directory (keel_adapter_load) to the model;
+// --run REF takes the model (and adapter) from a checkpoint in the registry
+// (keel_registry_resolve, then keel_checkpoint_model).
 #include "cli.h"
 
 #include <time.h>
+#include <unistd.h>
 
 static double now_s(void) {
     struct timespec ts;
@@ -14,11 +17,17 @@ static double now_s(void) {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: keel generate -m MODEL -p TEXT [options]\n\n"
+            "usage: keel generate -m MODEL -p TEXT [options]\n"
+            "       keel generate --run REF -p TEXT [options]\n\n"
             "Generate text, streaming it to stdout; speeds go to stderr at the end.\n\n"
-            "  -m, --model PATH   .gguf file or Hugging Face model directory\n"
+            "  -m, --model PATH   .gguf file or Hugging Face model directory (with --run: the\n"
+            "                     base for an adapter checkpoint, instead of the one it names)\n"
             "  --adapter DIR      apply a PEFT LoRA adapter (adapter_config.json +\n"
             "                     adapter_model.safetensors, e.g. a keel LoRA checkpoint)\n"
+            "  --run REF          a checkpoint recorded in the registry: a run (its active\n"
+            "                     checkpoint), RUN@step-N, RUN@base or a checkpoint directory;\n"
+            "                     a LoRA checkpoint runs on its base model, a full one alone\n"
+            "  --registry PATH    the registry for --run (default $KEEL_REGISTRY, else ./keel.db)\n"
             "  -p, --prompt TEXT  the prompt ('' = start from BOS alone)\n"
             "  --chat             wrap the prompt as a user turn in the model's chat template\n"
             "  --system TEXT      system message for --chat (default: the template's own)\n"
@@ -69,8 +78,36 @@ static void stream_emit(stream_state *s, bool final) {
     keel_free(text);
 }
 
+// --run REF: the checkpoint directory from the registry (never created
+// here), then what it holds. base: -m, or NULL. Prints the error; false then.
+static bool resolve_run(const char *ref, const char *registry, const char *base, char **model, char **adapter) {
+    if (!registry) {
+        const char *env = getenv("KEEL_REGISTRY");
+        registry = env && *env ? env : "keel.db";
+    }
+    if (access(registry, F_OK) != 0) {
+        fprintf(stderr, "keel: no registry at %s (--registry PATH or $KEEL_REGISTRY names another)\n", registry);
+        return false;
+    }
+    keel_err err = {0};
+    keel_registry *r = NULL;
+    char dir[4096];
+    if (keel_registry_open(registry, &r, &err) != KEEL_OK) {
+        keel_cli_fail(&err, NULL);
+        return false;
+    }
+    keel_status st = keel_registry_resolve(r, ref, dir, sizeof dir, &err);
+    keel_registry_close(r);
+    if (st == KEEL_OK) st = keel_checkpoint_model(dir, base, model, adapter, &err);
+    if (st != KEEL_OK) {
+        keel_cli_fail(&err, NULL);
+        return false;
+    }
+    return true;
+}
+
 int keel_cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *system = NULL, *adapter = NULL;
+    const char *model = NULL, *prompt = NULL, *system = NULL, *adapter = NULL, *run = NULL, *registry = NULL;
     bool chat = false;
     long n_gen = 128, top_k = 0, seed = 42, n_ctx = 0, threads = 0;
     double temp = 0, top_p = 1;
@@ -80,6 +117,8 @@ int keel_cmd_generate(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { if (!v) goto missing; model = v; i++; }
         else if (!strcmp(a, "--adapter")) { if (!v) goto missing; adapter = v; i++; }
+        else if (!strcmp(a, "--run")) { if (!v) goto missing; run = v; i++; }
+        else if (!strcmp(a, "--registry")) { if (!v) goto missing; registry = v; i++; }
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { if (!v) goto missing; prompt = v; i++; }
         else if (!strcmp(a, "--system")) { if (!v) goto missing; system = v; i++; }
         else if (!strcmp(a, "--chat")) chat = true;
@@ -97,10 +136,30 @@ int keel_cmd_generate(int argc, char **argv) {
         fprintf(stderr, "keel generate: option %s needs a value\n", a);
         return 2;
     }
-    if (!model || !prompt) { usage(stderr); return 2; }
+    if ((!model && !run) || !prompt) { usage(stderr); return 2; }
 
     int rc = 1;
     keel_err err = {0};
+    char *run_model = NULL, *run_adapter = NULL;
+    if (run) {
+        if (!resolve_run(run, registry, model, &run_model, &run_adapter)) return 1;
+        if (run_adapter && adapter) {
+            fprintf(stderr, "keel generate: --adapter %s and --run %s (a LoRA checkpoint, %s) both name an adapter\n",
+                    adapter, run, run_adapter);
+            keel_free(run_model);
+            keel_free(run_adapter);
+            return 2;
+        }
+        if (!run_adapter && model) {
+            fprintf(stderr, "keel generate: -m %s and --run %s (a model checkpoint, %s) both name the model\n", model,
+                    run, run_model);
+            keel_free(run_model);
+            return 2;
+        }
+        model = run_model;
+        if (run_adapter) adapter = run_adapter;
+        fprintf(stderr, "%s: %s%s%s\n", run, run_model, run_adapter ? " + adapter " : "", run_adapter ? run_adapter : "");
+    }
     keel_model *m = NULL;
     keel_context *ctx = NULL;
     keel_adapter *ad = NULL;
@@ -215,5 +274,7 @@ done:
     keel_context_free(ctx);
     keel_adapter_free(ad);
     keel_model_free(m);
+    keel_free(run_model);
+    keel_free(run_adapter);
     return rc;
 }

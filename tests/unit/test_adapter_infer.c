@@ -9,7 +9,8 @@
 // directory loaded by keel_lora_load) on stories260K and, when cached, SmolLM2-135M
 // Q4_1; a zero-B adapter gives exactly the base logits, and removing an adapter
 // restores them; bad adapter directories and mismatched bases give errors that
-// name the file and tensor. With KEEL_SANITIZE set (make asan) the SmolLM2 sequence is shorter.
+// name the file and tensor; keel_checkpoint_model tells models from adapters
+// and finds an adapter's base. With KEEL_SANITIZE set (make asan) the SmolLM2 sequence is shorter.
 #include "adapters/lora.h"
 #include "keel.h"
 #include "test.h"
@@ -441,6 +442,69 @@ out:
     keel_model_free(stories);
 }
 
+// ---- 4. keel_checkpoint_model ----------------------------------------------------------------------
+
+static void expect_ckpt(const char *path, const char *base, keel_status code, const char *want_model,
+                        const char *want_adapter, const char *descr) {
+    keel_err err;
+    memset(&err, 0, sizeof err);
+    char *m = NULL, *a = NULL;
+    keel_status st = keel_checkpoint_model(path, base, &m, &a, &err);
+    bool ok = st == code;
+    if (code == KEEL_OK) {
+        ok &= m && !strcmp(m, want_model);
+        ok &= want_adapter ? (a && !strcmp(a, want_adapter)) : a == NULL;
+    } else {
+        ok &= !m && !a && strstr(err.msg, path) != NULL;
+    }
+    if (!ok) fprintf(stderr, "  %s: status %d, model %s, adapter %s, message: %s\n", descr, (int)st, m ? m : "-",
+                     a ? a : "-", err.msg);
+    CHECK(descr, ok);
+    keel_free(m);
+    keel_free(a);
+}
+
+static void test_checkpoint_model(void) {
+    char p[512], d[640], q[768], run[256];
+    const char *gguf = "tests/data/tiny-llama.gguf", *hf = "tests/data/tiny-llama-hf", *peft = "tests/data/tiny-lora-peft";
+    expect_ckpt(gguf, NULL, KEEL_OK, gguf, NULL, "a .gguf file is a model");
+    expect_ckpt(hf, NULL, KEEL_OK, hf, NULL, "a directory with config.json is a model");
+    expect_ckpt(peft, NULL, KEEL_OK, hf, peft, "an adapter: its base_model_name_or_path");
+    expect_ckpt(peft, gguf, KEEL_OK, gguf, peft, "an adapter: the caller's base first");
+    snprintf(p, sizeof p, "%s/nope.gguf", g_tmp);
+    expect_ckpt(peft, p, KEEL_ERR_IO, NULL, NULL, "an adapter with a missing base");
+    expect_ckpt(p, NULL, KEEL_ERR_IO, NULL, NULL, "a missing path");
+    snprintf(d, sizeof d, "%s/empty", g_tmp);
+    mkdir(d, 0755);
+    expect_ckpt(d, NULL, KEEL_ERR_FORMAT, NULL, NULL, "a directory that is neither");
+    // an adapter whose base_model_name_or_path is null (or gone): the run's job.yaml, two levels up
+    snprintf(run, sizeof run, "%s/run", g_tmp);
+    mkdir(run, 0755);
+    snprintf(q, sizeof q, "%s/checkpoints", run);
+    mkdir(q, 0755);
+    snprintf(d, sizeof d, "%s/checkpoints/step-3", run);
+    mkdir(d, 0755);
+    {
+        char *js = read_all("tests/data/tiny-lora-peft/adapter_config.json", NULL);
+        cJSON *j = js ? cJSON_Parse(js) : NULL;
+        free(js);
+        if (j) cJSON_ReplaceItemInObject(j, "base_model_name_or_path", cJSON_CreateString("/nonexistent/base"));
+        char *t = j ? cJSON_Print(j) : NULL;
+        snprintf(q, sizeof q, "%s/adapter_config.json", d);
+        CHECK("write adapter_config.json", t && write_all(q, t, strlen(t)));
+        free(t);
+        cJSON_Delete(j);
+    }
+    expect_ckpt(d, NULL, KEEL_ERR_INVALID, NULL, NULL, "an adapter whose base is nowhere");
+    snprintf(q, sizeof q, "%s/job.yaml", run);
+    const char *job = "model: tests/data/tiny-llama.gguf\nmethod: lora\n";
+    CHECK("write job.yaml", write_all(q, job, strlen(job)));
+    expect_ckpt(d, NULL, KEEL_OK, gguf, d, "an adapter: the run's job.yaml model");
+    char *m = NULL, *a = NULL;
+    keel_err err;
+    CHECK("NULL arguments", keel_checkpoint_model(NULL, NULL, &m, &a, &err) == KEEL_ERR_INVALID && !m && !a);
+}
+
 static void rm_rf(const char *dir) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -467,6 +531,7 @@ int main(void) {
     test_vs_train("tiny-gguf", "tests/data/tiny-llama.gguf", 24, 4, 1e-5);
     test_vs_train("stories-gguf", test_shared_path(p, sizeof p, "models/stories260K/stories260K.gguf"), 40, 8, 1e-5);
     test_errors();
+    test_checkpoint_model();
 
     const char *smol = test_cache_path(p, sizeof p, "SmolLM2-135M-Instruct.Q4_1.gguf");
     // under the sanitizers (make asan sets KEEL_SANITIZE) a shorter SmolLM2 sequence
