@@ -9,6 +9,8 @@
 #include "cap/cap.h"
 #include "test.h"
 
+#include <cjson/cJSON.h>
+
 #include <unistd.h>
 
 static keel_tokenizer *smol;
@@ -241,6 +243,81 @@ static void test_boolq_wino_hellaswag(void) {
             keel_cap_data_free(&d);
         }
     }
+}
+
+// lm-eval's own requests and token ids (tests/golden/lmeval_requests_smollm2.json,
+// written by tools/lmeval_parity.py requests with lm-eval's HFLM._encode_pair):
+// every listed doc must give the same requests, ids and gold here.
+static void test_lmeval_golden(void) {
+    char *txt = NULL;
+    size_t len = 0;
+    keel_err e;
+    // KEEL_LMEVAL_REQUESTS: another copy (e.g. a fresh run of the tool into /tmp)
+    const char *gp = getenv("KEEL_LMEVAL_REQUESTS");
+    if (!gp || !*gp) gp = "tests/golden/lmeval_requests_smollm2.json";
+    if (!keel_path_exists(gp) || keel_read_file(gp, &txt, &len, &e) != KEEL_OK) {
+        printf("  (lmeval_requests_smollm2.json absent)\n");
+        return;
+    }
+    cJSON *root = cJSON_Parse(txt);
+    keel_free(txt);
+    const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(root, "tasks");
+    CHECK("golden parses", cJSON_IsObject(tasks));
+    static const struct { const char *name; keel_cap_task task; } map[] = {
+        {"arc_easy", KEEL_CAP_TASK_ARC_EASY}, {"arc_challenge", KEEL_CAP_TASK_ARC_CHALLENGE},
+        {"piqa", KEEL_CAP_TASK_PIQA},         {"boolq", KEEL_CAP_TASK_BOOLQ},
+        {"winogrande", KEEL_CAP_TASK_WINOGRANDE}, {"hellaswag", KEEL_CAP_TASK_HELLASWAG},
+    };
+    int n_tasks = 0;
+    for (const cJSON *t = tasks ? tasks->child : NULL; t; t = t->next) {
+        int m = -1;
+        for (int k = 0; k < 6; k++)
+            if (strcmp(t->string, map[k].name) == 0) m = k;
+        CHECK("golden task known", m >= 0);
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(t, "data");
+        const cJSON *docs = cJSON_GetObjectItemCaseSensitive(t, "docs");
+        if (m < 0 || !cJSON_IsString(data) || !cJSON_IsArray(docs)) continue;
+        const char *base = strrchr(data->valuestring, '/');
+        char p[512], rel[300];
+        snprintf(rel, sizeof rel, "datasets/%s", base ? base + 1 : data->valuestring);
+        if (!keel_path_exists(test_shared_path(p, sizeof p, rel))) continue;
+        keel_cap_spec s = spec_of(KEEL_CAP_MULTIPLE_CHOICE, map[m].task, p);
+        s.limit = cJSON_GetArraySize(docs);
+        keel_cap_data d;
+        if (!load(&d, &s, &e)) {
+            CHECK("golden task loads", false);
+            continue;
+        }
+        n_tasks++;
+        bool same = d.n_items == s.limit;
+        int64_t i = 0, n_req = 0;
+        for (const cJSON *doc = docs->child; doc && same; doc = doc->next, i++) {
+            const keel_cap_item *it = &d.items[i];
+            const cJSON *reqs = cJSON_GetObjectItemCaseSensitive(doc, "requests");
+            const cJSON *gold = cJSON_GetObjectItemCaseSensitive(doc, "gold");
+            int64_t g = cJSON_IsNumber(gold) ? (int64_t)gold->valuedouble
+                        : cJSON_IsString(gold) ? atoll(gold->valuestring) : -1;
+            same = cJSON_GetArraySize(reqs) == it->n_req && g == it->gold;
+            int32_t r = it->req0;
+            for (const cJSON *q = reqs ? reqs->child : NULL; q && same; q = q->next, r++) {
+                const cJSON *ci = cJSON_GetObjectItemCaseSensitive(q, "ctx_ids");
+                const cJSON *ki = cJSON_GetObjectItemCaseSensitive(q, "cont_ids");
+                same = cJSON_GetArraySize(ci) == d.req[r].n_ctx && cJSON_GetArraySize(ki) == d.req[r].n_cont;
+                int k = 0;
+                for (const cJSON *x = ci ? ci->child : NULL; x && same; x = x->next, k++)
+                    same = (int32_t)x->valuedouble == d.req[r].ctx[k];
+                k = 0;
+                for (const cJSON *x = ki ? ki->child : NULL; x && same; x = x->next, k++)
+                    same = (int32_t)x->valuedouble == d.req[r].cont[k];
+                n_req++;
+            }
+            if (!same) fprintf(stderr, "  golden %s doc %lld differs\n", t->string, (long long)i);
+        }
+        CHECK("requests and ids equal lm-eval's", same && n_req == d.n_req);
+        keel_cap_data_free(&d);
+    }
+    CHECK("golden covers the staged tasks", n_tasks > 0);
+    cJSON_Delete(root);
 }
 
 // ---------------------------------------------------------------- generic files
@@ -497,6 +574,7 @@ int main(void) {
     test_arc();
     test_piqa();
     test_boolq_wino_hellaswag();
+    test_lmeval_golden();
     test_generic_mc();
     test_hellaswag_preprocess();
     test_generic_other();
