@@ -161,7 +161,8 @@ static keel_status compile(const keel_cap_spec *spec, const char *key, const cha
                            keel_err *err) {
     int ec;
     PCRE2_SIZE off;
-    *out = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &ec, &off, NULL);
+    uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
+    *out = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, opts, &ec, &off, NULL);
     if (!*out) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(ec, msg, sizeof msg);
@@ -213,7 +214,8 @@ keel_status keel_cap_extract(const keel_cap_spec *spec, const char *text, char *
 keel_status keel_cap_probe_match(const keel_cap_spec *spec, const char *text, bool *matched, keel_err *err) {
     *matched = false;
     if (!spec->pattern || !spec->pattern[0])
-        return KEEL_FAIL(err, KEEL_ERR_INVALID, "capability '%s': probe without a pattern", spec->name ? spec->name : "?");
+        return KEEL_FAIL(err, KEEL_ERR_INVALID, "capability '%s': probe without a pattern",
+                         spec->name ? spec->name : "?");
     pcre2_code *re;
     keel_status st = compile(spec, "pattern", spec->pattern, &re, err);
     if (st) return st;

@@ -80,7 +80,9 @@ static keel_status tokenize(loader *L, const char *s, size_t n, bool add_special
     return KEEL_OK;
 }
 
-static bool is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+static bool is_space(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 static int32_t code_points(const char *s) {
     int32_t n = 0;
@@ -213,7 +215,8 @@ static keel_status get_index(loader *L, const cJSON *o, const char *key, int64_t
     }
     if (cJSON_IsNumber(v)) {
         double x = v->valuedouble;
-        if (!(x >= 0 && x <= 1e9) || x != (double)(int64_t)x) return bad(L, err, key, "expected a non-negative integer");
+        if (!(x >= 0 && x <= 1e9) || x != (double)(int64_t)x)
+            return bad(L, err, key, "expected a non-negative integer");
         *out = (int64_t)x;
         return KEEL_OK;
     }
@@ -345,7 +348,9 @@ static keel_status hs_preprocess(const char *s, keel_buf *b, keel_err *err) {
 // was cleaned a little differently. Guessing ctx_b (the text after the last
 // sentence end) and capitalising it was tried (commit 9e093bd) but dropped so
 // keel's numbers compare exactly with that reference run.
-static keel_status hellaswag_query(const char *text, keel_buf *out, keel_err *err) { return hs_preprocess(text, out, err); }
+static keel_status hellaswag_query(const char *text, keel_buf *out, keel_err *err) {
+    return hs_preprocess(text, out, err);
+}
 
 static keel_status load_mc(loader *L, const cJSON *o, keel_err *err) {
     keel_cap_task task = L->spec->task;
@@ -414,7 +419,8 @@ static keel_status load_mc(loader *L, const cJSON *o, keel_err *err) {
         if (!st) st = get_index(L, o, "label", &gold, err);
         if (!st) st = check_gold(L, "label", gold, 2, err);
         if (!st && (!keel_buf_appends(&ctx, p) || !keel_buf_appends(&ctx, "\nQuestion: ") ||
-                    !keel_buf_appends(&ctx, q) || !keel_buf_appends(&ctx, "?\nAnswer:") || !keel_buf_append(&ctx, "", 1)))
+                    !keel_buf_appends(&ctx, q) || !keel_buf_appends(&ctx, "?\nAnswer:") ||
+                    !keel_buf_append(&ctx, "", 1)))
             st = nomem(err);
         if (!st && !(it = new_item(L, err))) st = KEEL_ERR_NOMEM;
         static const char *const yn[2] = {"no", "yes"};
@@ -462,7 +468,8 @@ static keel_status load_mc(loader *L, const cJSON *o, keel_err *err) {
         for (const cJSON *e = arr ? arr->child : NULL; e && !st; e = e->next) {
             st = hs_preprocess(e->valuestring, &ch, err);
             tmp.len = 0;
-            if (!st && (!keel_buf_appends(&tmp, " ") || !keel_buf_appends(&tmp, ch.data) || !keel_buf_append(&tmp, "", 1)))
+            if (!st && (!keel_buf_appends(&tmp, " ") || !keel_buf_appends(&tmp, ch.data) ||
+                        !keel_buf_append(&tmp, "", 1)))
                 st = nomem(err);
             if (!st) st = add_request(L, ctx.data, tmp.data, ch.data, "endings", err);
             if (!st) it->n_req++;
@@ -678,7 +685,8 @@ static keel_status load_lines(loader *L, char *buf, size_t len, keel_err *err) {
                                  (long long)line, (size_t)(at - p) + 1);
             return KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s:%lld: not valid JSON", L->path, (long long)line);
         }
-        if (!cJSON_IsObject(o)) st = KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s:%lld: expected a JSON object", L->path, (long long)line);
+        if (!cJSON_IsObject(o))
+            st = KEEL_FAIL(err, KEEL_ERR_FORMAT, "%s:%lld: expected a JSON object", L->path, (long long)line);
         else if (L->spec->kind == KEEL_CAP_MULTIPLE_CHOICE) st = load_mc(L, o, err);
         else if (L->spec->kind == KEEL_CAP_PERPLEXITY) {
             const char *t;
@@ -709,8 +717,10 @@ keel_status keel_cap_data_load(keel_cap_data *d, const keel_cap_spec *spec, cons
     char *buf = NULL;
     size_t len = 0;
     keel_status st = KEEL_OK;
-    if (!keel_path_exists(path)) st = KEEL_FAIL(err, KEEL_ERR_IO, "capability '%s': data file %s not found", name, path);
-    else if (keel_path_is_dir(path)) st = KEEL_FAIL(err, KEEL_ERR_IO, "capability '%s': data %s is a directory", name, path);
+    if (!keel_path_exists(path))
+        st = KEEL_FAIL(err, KEEL_ERR_IO, "capability '%s': data file %s not found", name, path);
+    else if (keel_path_is_dir(path))
+        st = KEEL_FAIL(err, KEEL_ERR_IO, "capability '%s': data %s is a directory", name, path);
     else {
         keel_err e;
         st = keel_read_file(path, &buf, &len, &e);
