@@ -164,7 +164,7 @@ KEEL_INTERNAL keel_status keel_cap_data_load(keel_cap_data *d, const keel_cap_sp
                                              const keel_tokenizer *tok, keel_err *err);
 KEEL_INTERNAL void keel_cap_data_free(keel_cap_data *d);
 
-// ---- run.c ---------------------------------------------------------------------
+// ---- score_ctx.c, run.c -----------------------------------------------------------
 
 // What one item scored. multiple_choice: a = acc (0/1), b = acc_norm (0/1);
 // exact_match / probe: a = pass (0/1); perplexity: a = summed NLL (nats), n =
@@ -179,9 +179,25 @@ typedef struct keel_cap_outcome {
 // on tm (+ lo when not NULL, without dropout) and write out[i] for the i-th
 // listed item. Deterministic: the same model and items give the same bits
 // for any thread count. cancel (may be NULL) is polled between batches.
+// keel_cap_score (score_ctx.c) runs the inference forward with a KV cache
+// (the choices of an item share their context's computation; tm's trainable
+// fp32 tensors and lo's current A/B are applied); keel_cap_score_train
+// (run.c) runs the training forward and is the reference the fast path is
+// tested against: the same outcomes up to float rounding (log-likelihoods
+// within ~1e-4 on SmolLM2).
 KEEL_INTERNAL keel_status keel_cap_score(const keel_cap_data *d, const struct keel_train_model *tm,
                                          struct keel_lora *lo, const int64_t *items, int64_t n_items,
                                          keel_cap_outcome *out, keel_err *err);
+KEEL_INTERNAL keel_status keel_cap_score_train(const keel_cap_data *d, const struct keel_train_model *tm,
+                                               struct keel_lora *lo, const int64_t *items, int64_t n_items,
+                                               keel_cap_outcome *out, keel_err *err);
+// keel_cap_loglik on the fast path (score_ctx.c); consecutive requests with
+// the same context share its computation.
+KEEL_INTERNAL keel_status keel_cap_loglik_ctx(const struct keel_train_model *tm, struct keel_lora *lo,
+                                              const keel_cap_request *req, int64_t n, double *ll, keel_err *err);
+// exact_match / probe verdict on a generation (run.c): *pass = 1 or 0.
+KEEL_INTERNAL keel_status keel_cap_judge(const keel_cap_spec *spec, const keel_cap_item *it, const char *text,
+                                         double *pass, keel_err *err);
 KEEL_INTERNAL void keel_cap_outcomes_free(keel_cap_outcome *o, int64_t n); // frees text only
 // The multiple-choice scorer's log-likelihoods for n requests: ll[i] = the
 // sum over req[i].cont of log p(token | everything before it) in double,

@@ -467,8 +467,8 @@ done:
 
 // ---------------------------------------------------------------- public
 
-keel_status keel_cap_score(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo, const int64_t *items,
-                           int64_t n_items, keel_cap_outcome *out, keel_err *err) {
+keel_status keel_cap_score_train(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo,
+                                 const int64_t *items, int64_t n_items, keel_cap_outcome *out, keel_err *err) {
     if (!d || !d->spec || !tm || (n_items > 0 && !out) || n_items < 0)
         return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_score: NULL argument");
     if (!items && n_items > d->n_items)
@@ -497,4 +497,9 @@ void keel_cap_outcomes_free(keel_cap_outcome *o, int64_t n) {
         free(o[i].text);
         o[i].text = NULL;
     }
+}
+
+keel_status keel_cap_judge(const keel_cap_spec *spec, const keel_cap_item *it, const char *text, double *pass,
+                           keel_err *err) {
+    return judge(spec, it, text, pass, err);
 }

@@ -56,6 +56,11 @@ keel_status keel_fwd_buf_init(const keel_model *m, int32_t max_T, int32_t n_ctx,
             return KEEL_FAIL(err, KEEL_ERR_NOMEM, "activation buffers: out of memory (%d tokens)", (int)max_T);
         }
     }
+    b->slot = keel_malloc((size_t)(max_T > 0 ? max_T : 1) * sizeof *b->slot);
+    if (!b->slot) {
+        keel_fwd_buf_free(b);
+        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "activation buffers: out of memory (%d tokens)", (int)max_T);
+    }
     size_t max_in = max3(C, Q, F);
     size_t per = max3(keel_matmul_scratch_floats((int64_t)max_in), keel_attention_scratch_floats(n_ctx), 0);
     keel_status st = keel_ops_scratch_init(&b->ops, m->n_threads, per,
@@ -81,6 +86,7 @@ void keel_fwd_buf_free(keel_fwd_buf *b) {
     keel_free_aligned(b->cs);
     keel_ops_scratch_free(&b->ops);
     keel_free_aligned(b->lora_xa);
+    keel_free(b->slot);
     memset(b, 0, sizeof *b);
 }
 
@@ -125,12 +131,29 @@ static void lora_branch(const keel_fwd_lora *lo, int slot, float *y, const float
 
 void keel_model_forward(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b, const keel_fwd_lora *lora,
                         const int32_t *tokens, int32_t T, int32_t pos, float *logits, bool all_logits) {
+    const keel_fwd_seg one = {T, pos, 0};
+    keel_model_forward_segs(m, kv, b, lora, tokens, &one, 1, NULL, all_logits ? T : 1, logits);
+}
+
+void keel_model_forward_segs(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b, const keel_fwd_lora *lora,
+                             const int32_t *tokens, const keel_fwd_seg *seg, int32_t n_seg, const int32_t *rows,
+                             int32_t n_rows, float *logits) {
     const keel_model_desc *d = &m->desc;
     const int64_t C = d->n_embd, hd = m->head_dim, K = d->n_head_kv * hd, Q = d->n_head * hd;
     const int64_t F = d->n_ff, V = d->n_vocab;
     const keel_ops_scratch *s = &b->ops;
-    KEEL_ASSERT(T >= 1 && T <= b->max_T && pos >= 0 && (int64_t)pos + T <= kv->n_ctx);
+    KEEL_ASSERT(n_seg >= 1);
+    int32_t T = 0;
+    for (int32_t i = 0; i < n_seg; i++) {
+        KEEL_ASSERT(seg[i].n >= 1 && seg[i].pos >= 0 && seg[i].slot0 >= 0 &&
+                    (int64_t)seg[i].slot0 + seg[i].pos + seg[i].n <= kv->n_ctx && T + seg[i].n <= b->max_T);
+        // the rope table and the cache slot of every token
+        keel_rope_table(b->cs + (size_t)T * (size_t)d->n_rot, seg[i].pos, seg[i].n, d->n_rot, d->rope_theta);
+        for (int32_t t = 0; t < seg[i].n; t++) b->slot[T + t] = seg[i].slot0 + seg[i].pos + t;
+        T += seg[i].n;
+    }
     KEEL_ASSERT(!lora || (int64_t)T * lora->r <= b->lora_cap);
+    KEEL_ASSERT(n_rows >= 0 && n_rows <= T);
 
     // x (T, C) = token embedding rows
     for (int32_t t = 0; t < T; t++) {
@@ -138,7 +161,6 @@ void keel_model_forward(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b,
         keel_dequant_row(m->tok_embd.type, m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes,
                          b->x + t * C, C);
     }
-    keel_rope_table(b->cs, pos, T, d->n_rot, d->rope_theta);
 
     // The elementwise steps between the matmuls run per token, split over the
     // threads when the batch is large enough to pay for waking them (decode
@@ -147,10 +169,14 @@ void keel_model_forward(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b,
     const int nthr = s->n_threads > 0 ? s->n_threads : 1;
     const bool par = T >= 8 && nthr > 1;
     (void)par;
+    // One sequence: values go straight into its cache rows; several: through
+    // att (free until the attention, Q >= K), then row by row into their regions.
+    const bool direct_v = n_seg == 1;
     for (int l = 0; l < d->n_layer; l++) {
         const keel_layer *L = &m->layers[l];
         float *kt = kv->k + (size_t)l * (size_t)K * (size_t)kv->ldk; // (K, ldk) of this layer
         float *vc = kv->v + (size_t)l * (size_t)kv->n_ctx * (size_t)K;   // (n_ctx, K)
+        float *vnew = direct_v ? vc + (size_t)b->slot[0] * K : b->att;   // (T, K)
 
         // attention; x += the previous block's output (left in xb) first
 KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
@@ -159,16 +185,16 @@ KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
             keel_op_rmsnorm_fwd(b->xb + t * C, b->x + t * C, L->attn_norm, 1, C, d->norm_eps);
         }
         keel_mm qkv[3] = {
-            {&L->wq, b->q},                  // (T, Q)
-            {&L->wk, b->kb},                 // (T, K)
-            {&L->wv, vc + (size_t)pos * K},  // (T, K) straight into the cache
+            {&L->wq, b->q},   // (T, Q)
+            {&L->wk, b->kb},  // (T, K)
+            {&L->wv, vnew},   // (T, K)
         };
         keel_matmul_multi(b->xb, T, qkv, 3, s);
         if (lora) { // before RoPE, as the q/k/v projections' outputs
             const int sl = l * 7;
             lora_branch(lora, sl + 0, b->q, b->xb, T, C, Q, b->lora_xa, nthr);
             lora_branch(lora, sl + 1, b->kb, b->xb, T, C, K, b->lora_xa, nthr);
-            lora_branch(lora, sl + 2, vc + (size_t)pos * K, b->xb, T, C, K, b->lora_xa, nthr);
+            lora_branch(lora, sl + 2, vnew, b->xb, T, C, K, b->lora_xa, nthr);
         }
         const int n_half = d->n_rot / 2;
 KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
@@ -176,9 +202,13 @@ KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
             const float *cs = b->cs + (size_t)t * (size_t)n_half * 2;
             keel_op_rope_fwd(b->q + t * Q, cs, 1, d->n_head, (int)hd, d->n_rot, m->rope);
             keel_op_rope_fwd(b->kb + t * K, cs, 1, d->n_head_kv, (int)hd, d->n_rot, m->rope);
-            keel_kt_store(kt, kv->ldk, b->kb + t * K, 1, pos + t, d->n_head_kv, (int)hd);
+            keel_kt_store(kt, kv->ldk, b->kb + t * K, 1, b->slot[t], d->n_head_kv, (int)hd);
+            if (!direct_v) memcpy(vc + (size_t)b->slot[t] * K, vnew + t * K, (size_t)K * sizeof(float));
         }
-        keel_op_attention_fwd(b->att, b->q, kt, kv->ldk, vc, T, pos, d->n_head, d->n_head_kv, (int)hd, s);
+        for (int32_t i = 0, t0 = 0; i < n_seg; t0 += seg[i++].n) // each sequence sees its own region
+            keel_op_attention_fwd(b->att + t0 * Q, b->q + t0 * Q, kt + seg[i].slot0, kv->ldk,
+                                  vc + (size_t)seg[i].slot0 * K, seg[i].n, seg[i].pos, d->n_head, d->n_head_kv,
+                                  (int)hd, s);
         keel_matmul(b->xb, b->att, &L->wo, T, s);          // (T, C)
         if (lora) lora_branch(lora, l * 7 + 3, b->xb, b->att, T, Q, C, b->lora_xa, nthr);
 
@@ -202,9 +232,16 @@ KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
 KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
     for (int32_t t = 0; t < T; t++) keel_op_add(b->x + t * C, b->xb + t * C, C);
 
-    if (!logits) return;
+    if (!logits || n_rows == 0) return;
     // Only the rows whose logits are wanted go through the final norm and the head.
-    int64_t t0 = all_logits ? 0 : T - 1, nt = T - t0;
-    keel_op_rmsnorm_fwd(b->xb, b->x + t0 * C, m->output_norm, nt, C, d->norm_eps);
-    keel_matmul(logits, b->xb, &m->output, nt, s);         // (nt, V)
+    if (!rows) {
+        keel_op_rmsnorm_fwd(b->xb, b->x + (int64_t)(T - n_rows) * C, m->output_norm, n_rows, C, d->norm_eps);
+    } else {
+        for (int32_t k = 0; k < n_rows; k++) {
+            KEEL_ASSERT(rows[k] >= 0 && rows[k] < T);
+            keel_op_rmsnorm_fwd(b->xb + (int64_t)k * C, b->x + (int64_t)rows[k] * C, m->output_norm, 1, C,
+                                d->norm_eps);
+        }
+    }
+    keel_matmul(logits, b->xb, &m->output, n_rows, s); // (n_rows, V)
 }

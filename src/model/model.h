@@ -73,6 +73,7 @@ typedef struct keel_fwd_buf {
     keel_ops_scratch ops;
     float *lora_xa;  // (max_T, r) x · A^T of a LoRA branch (keel_fwd_buf_lora_reserve), or NULL
     int64_t lora_cap;// floats in lora_xa
+    int32_t *slot;   // (max_T) cache slot of each token of the call (keel_model_forward_segs)
 } keel_fwd_buf;
 
 // A LoRA adapter as the inference forward applies it (eval/adapter.c builds
@@ -106,5 +107,27 @@ KEEL_INTERNAL keel_status keel_fwd_buf_lora_reserve(keel_fwd_buf *b, int32_t r, 
 KEEL_INTERNAL void keel_model_forward(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b,
                                       const keel_fwd_lora *lora, const int32_t *tokens, int32_t T,
                                       int32_t pos, float *logits, bool all_logits);
+
+// Several independent sequences in one forward call (batched scoring,
+// cap/score_ctx.c). The cache's slots are split into regions, one per
+// sequence: position p of a sequence whose region starts at slot0 lives in
+// slot slot0 + p. Segment i runs its n tokens at positions pos..pos+n-1 of
+// its sequence and attends causally to positions 0..pos+t of its own region
+// only (earlier calls, or copies of another region's slots, fill 0..pos-1).
+typedef struct keel_fwd_seg {
+    int32_t n;     // tokens of this call (>= 1)
+    int32_t pos;   // position of the first
+    int32_t slot0; // first slot of the sequence's region (slot0 + pos + n <= kv->n_ctx)
+} keel_fwd_seg;
+
+// tokens: the segments' tokens one after another (T = sum of n <= b->max_T;
+// every pos + n within the attention scratch b was made for). logits: NULL,
+// or (n_rows, V) for the tokens rows[0..n_rows) (indices into the call's T
+// tokens, any order); rows NULL = the last n_rows tokens. One segment at
+// slot0 0 with rows NULL is keel_model_forward, bit for bit.
+KEEL_INTERNAL void keel_model_forward_segs(const keel_model *m, keel_kv_cache *kv, keel_fwd_buf *b,
+                                           const keel_fwd_lora *lora, const int32_t *tokens,
+                                           const keel_fwd_seg *seg, int32_t n_seg, const int32_t *rows,
+                                           int32_t n_rows, float *logits);
 
 #endif // KEEL_MODEL_H
