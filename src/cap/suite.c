@@ -491,6 +491,7 @@ keel_status keel_cap_suite_parse_node(keel_cap_suite *s, const char *file, yaml_
             spec_free(&c);
             for (int32_t i = n0; i < s->n; i++) spec_free(&s->v[i]);
             s->n = n0;
+            if (!s->n) free(s->v), s->v = NULL;
             return st;
         }
         s->v[s->n++] = c;
@@ -499,6 +500,7 @@ keel_status keel_cap_suite_parse_node(keel_cap_suite *s, const char *file, yaml_
     if (st) {
         for (int32_t i = n0; i < s->n; i++) spec_free(&s->v[i]);
         s->n = n0;
+        if (!s->n) free(s->v), s->v = NULL;
     }
     return st;
 }
@@ -607,7 +609,7 @@ keel_status keel_cap_suite_load_file(keel_cap_suite *s, const char *path, keel_e
         cloc l = at(path, seq);
         st = KEEL_FAIL(err, KEEL_ERR_INVALID, "%s:%d:%d: key 'capabilities': the list is empty", path, l.line, l.col);
     }
-    if (root) yaml_document_delete(&doc);
+    yaml_document_delete(&doc); // also when empty (a loaded document always needs deleting)
     yaml_parser_delete(&p);
     free(text);
     if (st) keel_cap_suite_free(s);

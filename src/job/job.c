@@ -572,7 +572,10 @@ static keel_status walk_map(keel_job *job, const char *name, yaml_document_t *do
             seen_caps = kl.line;
             keel_cap_suite caps = {0};
             keel_status st = keel_cap_suite_parse_node(&caps, name, doc, vn, err);
-            if (st) return st;
+            if (st) {
+                keel_cap_suite_free(&caps);
+                return st;
+            }
             keel_cap_suite_free(&job->caps);
             job->caps = caps;
             continue;

@@ -351,15 +351,16 @@ static void test_smollm2(void) {
     keel_cap_suite s = {0};
     keel_cap_data d;
     if (ctx && one_spec(y, &s) && keel_cap_data_load(&d, &s.v[0], keel_model_tokenizer(m), &err) == KEEL_OK) {
+        int64_t n_req = getenv("KEEL_SANITIZE") ? 2 : d.n_req; // ASan: two requests are enough
         double *ll = calloc((size_t)d.n_req, sizeof *ll);
-        CHECK("smol loglik", keel_cap_loglik(&tm, NULL, d.req, d.n_req, ll, &err) == KEEL_OK);
+        CHECK("smol loglik", keel_cap_loglik(&tm, NULL, d.req, n_req, ll, &err) == KEEL_OK);
         double worst = 0;
-        for (int64_t r = 0; r < d.n_req; r++) {
+        for (int64_t r = 0; r < n_req; r++) {
             double ref = ref_loglik(ctx, m, &d.req[r], lg);
             CHECK_CLOSE("SmolLM2 ARC request ll = inference path", ll[r], ref, 1e-3 * (1 + fabs(ref)));
             if (fabs(ll[r] - ref) > worst) worst = fabs(ll[r] - ref);
         }
-        printf("SmolLM2: %lld ARC-Easy requests, max |ll - inference ll| = %.2g\n", (long long)d.n_req, worst);
+        printf("SmolLM2: %lld ARC-Easy requests, max |ll - inference ll| = %.2g\n", (long long)n_req, worst);
         free(ll);
         keel_cap_data_free(&d);
     } else {
