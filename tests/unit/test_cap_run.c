@@ -12,6 +12,7 @@
 #include "cap/cap.h"
 #include "model/model.h"
 #include "model/train.h"
+#include "adapters/lora.h"
 #include "keel.h"
 
 #include <unistd.h>
@@ -324,6 +325,98 @@ done:
     free(ref[1]);
 }
 
+// A LoRA adapter (random B, saved as PEFT): the training-forward scores with
+// it attached equal the inference path's with the same directory loaded, and
+// keel_suite_eval --adapter gives the acc those numbers imply.
+static void test_adapter(keel_model *m, const char *model_path, keel_context *ctx, float *lg) {
+    keel_err err = {0};
+    keel_train_model tm;
+    keel_lora lo;
+    memset(&lo, 0, sizeof lo);
+    keel_lora_config cfg = keel_lora_default_config();
+    cfg.r = 4;
+    const char *targets[] = {"q_proj", "v_proj", "down_proj"};
+    cfg.targets = targets;
+    cfg.n_targets = 3;
+    if (keel_train_model_init(&tm, m, sel_none, NULL, &err) || keel_lora_attach(&lo, &tm, &cfg, &err)) {
+        CHECK("lora attach", false);
+        fprintf(stderr, "  %s\n", err.msg);
+        return;
+    }
+    keel_rng g;
+    keel_rng_seed(&g, 7);
+    for (int i = 0; i < lo.n; i++) {
+        float *B = keel_lora_B(&lo, i);
+        for (int64_t j = 0; j < lo.mods[i].n_out * lo.r; j++) B[j] = 0.2f * keel_rng_normal(&g);
+    }
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/adapter", tmpdir);
+    CHECK("lora save", keel_lora_save(&lo, dir, NULL, &err) == KEEL_OK);
+    const char *data = tmp_file("mca.jsonl",
+        "{\"question\": \"Once upon a time there was a\", \"choices\": [\"little girl\", \"big dog\", \"tree\"], \"answer\": 0}\n"
+        "{\"question\": \"Tom and Lily went to the\", \"choices\": [\"park\", \"moon\"], \"answer\": 1}\n");
+    char y[600];
+    snprintf(y, sizeof y, "capabilities:\n  - {name: mca, type: multiple_choice, data: \"%s\"}\n", data);
+    keel_cap_suite s = {0};
+    keel_cap_data d;
+    keel_adapter *ad = NULL;
+    if (one_spec(y, &s) && keel_cap_data_load(&d, &s.v[0], keel_model_tokenizer(m), &err) == KEEL_OK) {
+        double ll[5], ref[5], base[5];
+        CHECK("adapter loglik", d.n_req == 5 && keel_cap_loglik(&tm, &lo, d.req, 5, ll, &err) == KEEL_OK);
+        CHECK("inference adapter", keel_adapter_load(m, dir, &ad, &err) == KEEL_OK &&
+                                       keel_context_set_adapter(ctx, ad, &err) == KEEL_OK);
+        for (int r = 0; r < 5; r++) {
+            ref[r] = ref_loglik(ctx, m, &d.req[r], lg);
+            CHECK_CLOSE("ll with adapter = inference path with adapter", ll[r], ref[r], 1e-4 * (1 + fabs(ref[r])));
+        }
+        keel_context_set_adapter(ctx, NULL, &err);
+        for (int r = 0; r < 5; r++) base[r] = ref_loglik(ctx, m, &d.req[r], lg);
+        double moved = 0;
+        for (int r = 0; r < 5; r++) moved += fabs(base[r] - ref[r]);
+        CHECK("the adapter changes the scores", moved > 1e-2);
+        // the public API with --adapter: acc implied by the reference numbers
+        keel_suite *su = NULL;
+        keel_cap_result res;
+        keel_eval_opts o = keel_eval_default_opts();
+        o.adapter = dir;
+        o.n_threads = 1;
+        CHECK("suite load", keel_suite_load(tmp_file("suite.yaml", y), &su, &err) == KEEL_OK && keel_suite_count(su) == 1 &&
+                                !strcmp(keel_suite_name(su, 0), "mca") && keel_suite_name(su, 1) == NULL);
+        CHECK("suite eval with adapter", su && keel_suite_eval(model_path, su, &o, &res, &err) == KEEL_OK);
+        int k = 0;
+        for (int64_t i = 0; i < d.n_items; i++) {
+            const keel_cap_item *it = &d.items[i];
+            int best = 0;
+            for (int j = 1; j < it->n_req; j++)
+                if (ref[it->req0 + j] > ref[it->req0 + best]) best = j;
+            k += best == it->gold;
+        }
+        CHECK_CLOSE("suite acc with adapter", res.value, k / 2.0, 1e-12);
+        CHECK("result fields", res.n == 2 && !strcmp(res.metric, "acc") && !strcmp(res.metric2, "acc_norm") &&
+                                   !strcmp(res.kind, "multiple_choice") && res.lo <= res.value && res.value <= res.hi);
+        char *js = NULL, *tab = NULL;
+        CHECK("json", keel_cap_results_json(&res, 1, &js, &err) == KEEL_OK && strstr(js, "\"mca\"") && strstr(js, "\"name\"") &&
+                          strstr(js, "\"metric2\""));
+        CHECK("table", keel_cap_results_table(&res, 1, &tab, &err) == KEEL_OK && strstr(tab, "mca ") && strstr(tab, "acc_norm"));
+        keel_free(js);
+        keel_free(tab);
+        o.adapter = "/nonexistent/adapter";
+        CHECK("missing adapter", su && keel_suite_eval(model_path, su, &o, &res, &err) == KEEL_ERR_IO);
+        keel_suite_free(su);
+        keel_cap_data_free(&d);
+    } else {
+        CHECK("adapter data", false);
+        fprintf(stderr, "  %s\n", err.msg);
+    }
+    keel_adapter_free(ad);
+    keel_cap_suite_free(&s);
+    keel_lora_free(&lo);
+    keel_train_model_free(&tm);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 // SmolLM2: the first ARC-Easy items, every request's ll against the inference path.
 static void test_smollm2(void) {
     char path[512], arc[512];
@@ -402,6 +495,7 @@ int main(void) {
         test_truncation(m, &tm, ctx, lg);
         test_ppl(m, &tm, ctx, lg);
         test_gen(m, &tm, ctx, lg);
+        test_adapter(m, path, ctx, lg);
     }
     free(lg);
     keel_context_free(ctx);
