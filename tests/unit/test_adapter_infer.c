@@ -10,8 +10,9 @@
 // Q4_1; a zero-B adapter gives exactly the base logits, and removing an adapter
 // restores them; bad adapter directories and mismatched bases give errors that
 // name the file and tensor; keel_checkpoint_model tells models from adapters
-// and finds an adapter's base. With KEEL_SANITIZE set (make asan) the SmolLM2 sequence is shorter.
+// and finds an adapter's base; allocation failures. With KEEL_SANITIZE set (make asan) the SmolLM2 sequence is shorter.
 #include "adapters/lora.h"
+#include "core/core.h"
 #include "keel.h"
 #include "test.h"
 
@@ -505,6 +506,49 @@ static void test_checkpoint_model(void) {
     CHECK("NULL arguments", keel_checkpoint_model(NULL, NULL, &m, &a, &err) == KEEL_ERR_INVALID && !m && !a);
 }
 
+// ---- 5. allocation failures -----------------------------------------------------------------------
+
+// Every allocation of keel_adapter_load and keel_context_set_adapter failing in turn: KEEL_ERR_NOMEM,
+// *out NULL, nothing leaked (ASan), and a context whose set_adapter failed still evaluates.
+static void test_alloc_failures(void) {
+    keel_model *m = load("tests/data/tiny-llama-hf");
+    if (!m) return;
+    keel_err err;
+    int fails = 0, loaded = 0;
+    bool clean = true;
+    for (long n = 1; n < 2000 && !loaded; n++) {
+        keel_adapter *ad = NULL;
+        keel_mem_fail_after(n);
+        keel_status st = keel_adapter_load(m, "tests/data/tiny-lora-peft", &ad, &err);
+        keel_mem_fail_after(0);
+        if (st == KEEL_OK) {
+            loaded++;
+            keel_context *c = NULL;
+            float lg[320];
+            int32_t tok = 1;
+            CHECK("context", keel_context_init(m, 8, &c, &err) == KEEL_OK);
+            keel_mem_fail_after(1);
+            st = keel_context_set_adapter(c, ad, &err);
+            keel_mem_fail_after(0);
+            CHECK("set_adapter with its allocation failing: KEEL_ERR_NOMEM", st == KEEL_ERR_NOMEM);
+            CHECK("the context still evaluates", keel_eval(c, &tok, 1, 0, lg, KEEL_LOGITS_LAST, &err) == KEEL_OK);
+            CHECK("set_adapter afterwards", keel_context_set_adapter(c, ad, &err) == KEEL_OK);
+            keel_context_free(c);
+            keel_adapter_free(ad);
+        } else {
+            fails++;
+            if (st != KEEL_ERR_NOMEM || ad) {
+                fprintf(stderr, "  allocation %ld failing: status %d (%s)\n", n, (int)st, err.msg);
+                clean = false;
+            }
+        }
+    }
+    printf("keel_adapter_load: %d allocation failures, each KEEL_ERR_NOMEM with nothing returned\n", fails);
+    CHECK("allocation failures: KEEL_ERR_NOMEM, out NULL", clean && fails > 5);
+    CHECK("the load succeeds once allocations do", loaded == 1);
+    keel_model_free(m);
+}
+
 static void rm_rf(const char *dir) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -532,6 +576,7 @@ int main(void) {
     test_vs_train("stories-gguf", test_shared_path(p, sizeof p, "models/stories260K/stories260K.gguf"), 40, 8, 1e-5);
     test_errors();
     test_checkpoint_model();
+    test_alloc_failures();
 
     const char *smol = test_cache_path(p, sizeof p, "SmolLM2-135M-Instruct.Q4_1.gguf");
     // under the sanitizers (make asan sets KEEL_SANITIZE) a shorter SmolLM2 sequence
