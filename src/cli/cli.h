@@ -31,6 +31,20 @@ bool keel_cli_float(const char *opt, const char *val, double lo, double hi, doub
 char *keel_cli_slurp(const char *path, size_t *len);
 // --matmul fp32|bf16x3|bf16 -> keel_model_params.matmul_precision.
 bool keel_cli_matmul(const char *opt, const char *val, keel_matmul_precision *out);
+// --run REF [--registry PATH] (REF: keel_registry_resolve's references): the
+// checkpoint's model and adapter (keel_checkpoint_model) replace *model and
+// *adapter; a -m already in *model becomes an adapter checkpoint's base.
+// Prints "REF: MODEL [+ adapter DIR]" on stderr. Returns 0, or an exit code
+// after printing why: 1 (no registry at the path, which is never created;
+// unknown reference; no base found), 2 (-m with a model checkpoint, --adapter
+// with an adapter one). *own_model / *own_adapter: keel_free after use.
+int keel_cli_run_model(const char *cmd, const char *run, const char *registry, const char **model,
+                       const char **adapter, char **own_model, char **own_adapter);
+#define KEEL_CLI_RUN_HELP                                                                          \
+    "  --run REF          a checkpoint recorded in the registry: a run (its active\n"                \
+    "                     checkpoint), RUN@step-N, RUN@base or a checkpoint directory;\n"           \
+    "                     a LoRA checkpoint runs on its base model (-m overrides it)\n"             \
+    "  --registry PATH    the registry for --run (default $KEEL_REGISTRY, else ./keel.db)\n"
 #define KEEL_CLI_MATMUL_HELP                                                                       \
     "  --matmul P         prompt/batch matmul precision: fp32 (default), bf16x3 (needs AMX:\n"      \
     "                     logits within ~4e-5 of fp32, faster), bf16 (AMX: fastest, ~2e-2)\n"

@@ -7,7 +7,6 @@
 #include "cli.h"
 
 #include <time.h>
-#include <unistd.h>
 
 static double now_s(void) {
     struct timespec ts;
@@ -24,10 +23,7 @@ static void usage(FILE *f) {
             "                     base for an adapter checkpoint, instead of the one it names)\n"
             "  --adapter DIR      apply a PEFT LoRA adapter (adapter_config.json +\n"
             "                     adapter_model.safetensors, e.g. a keel LoRA checkpoint)\n"
-            "  --run REF          a checkpoint recorded in the registry: a run (its active\n"
-            "                     checkpoint), RUN@step-N, RUN@base or a checkpoint directory;\n"
-            "                     a LoRA checkpoint runs on its base model, a full one alone\n"
-            "  --registry PATH    the registry for --run (default $KEEL_REGISTRY, else ./keel.db)\n"
+            KEEL_CLI_RUN_HELP
             "  -p, --prompt TEXT  the prompt ('' = start from BOS alone)\n"
             "  --chat             wrap the prompt as a user turn in the model's chat template\n"
             "  --system TEXT      system message for --chat (default: the template's own)\n"
@@ -78,34 +74,6 @@ static void stream_emit(stream_state *s, bool final) {
     keel_free(text);
 }
 
-// --run REF: the checkpoint directory from the registry (never created
-// here), then what it holds. base: -m, or NULL. Prints the error; false then.
-static bool resolve_run(const char *ref, const char *registry, const char *base, char **model, char **adapter) {
-    if (!registry) {
-        const char *env = getenv("KEEL_REGISTRY");
-        registry = env && *env ? env : "keel.db";
-    }
-    if (access(registry, F_OK) != 0) {
-        fprintf(stderr, "keel: no registry at %s (--registry PATH or $KEEL_REGISTRY names another)\n", registry);
-        return false;
-    }
-    keel_err err = {0};
-    keel_registry *r = NULL;
-    char dir[4096];
-    if (keel_registry_open(registry, &r, &err) != KEEL_OK) {
-        keel_cli_fail(&err, NULL);
-        return false;
-    }
-    keel_status st = keel_registry_resolve(r, ref, dir, sizeof dir, &err);
-    keel_registry_close(r);
-    if (st == KEEL_OK) st = keel_checkpoint_model(dir, base, model, adapter, &err);
-    if (st != KEEL_OK) {
-        keel_cli_fail(&err, NULL);
-        return false;
-    }
-    return true;
-}
-
 int keel_cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *system = NULL, *adapter = NULL, *run = NULL, *registry = NULL;
     bool chat = false;
@@ -142,23 +110,8 @@ int keel_cmd_generate(int argc, char **argv) {
     keel_err err = {0};
     char *run_model = NULL, *run_adapter = NULL;
     if (run) {
-        if (!resolve_run(run, registry, model, &run_model, &run_adapter)) return 1;
-        if (run_adapter && adapter) {
-            fprintf(stderr, "keel generate: --adapter %s and --run %s (a LoRA checkpoint, %s) both name an adapter\n",
-                    adapter, run, run_adapter);
-            keel_free(run_model);
-            keel_free(run_adapter);
-            return 2;
-        }
-        if (!run_adapter && model) {
-            fprintf(stderr, "keel generate: -m %s and --run %s (a model checkpoint, %s) both name the model\n", model,
-                    run, run_model);
-            keel_free(run_model);
-            return 2;
-        }
-        model = run_model;
-        if (run_adapter) adapter = run_adapter;
-        fprintf(stderr, "%s: %s%s%s\n", run, run_model, run_adapter ? " + adapter " : "", run_adapter ? run_adapter : "");
+        int code = keel_cli_run_model("generate", run, registry, &model, &adapter, &run_model, &run_adapter);
+        if (code) return code;
     }
     keel_model *m = NULL;
     keel_context *ctx = NULL;

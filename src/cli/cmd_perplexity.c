@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 // cmd_perplexity.c — `keel perplexity -m MODEL -f FILE`: perplexity by
 // llama.cpp's llama-perplexity method, so the numbers compare directly.
-// --adapter scores the model with a PEFT LoRA adapter applied.
+// --adapter scores the model with a PEFT LoRA adapter applied; --run REF
+// scores a registry checkpoint (keel_cli_run_model).
 #include "cli.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: keel perplexity -m MODEL -f FILE [options]\n\n"
+            "usage: keel perplexity -m MODEL -f FILE [options]\n"
+            "       keel perplexity --run REF -f FILE [options]\n\n"
             "Perplexity of a text file, computed the way llama.cpp's llama-perplexity does:\n"
             "the whole file is tokenized (with BOS when the model adds one), cut into\n"
             "floor(n_tokens / ctx) windows of ctx tokens, the first token of each window is\n"
@@ -18,6 +20,7 @@ static void usage(FILE *f) {
             "  -f, --file PATH    UTF-8 text ('-' = stdin)\n"
             "  --adapter DIR      apply a PEFT LoRA adapter (adapter_config.json +\n"
             "                     adapter_model.safetensors, e.g. a keel LoRA checkpoint)\n"
+            KEEL_CLI_RUN_HELP
             "  --ctx N            window size in tokens (default 512)\n"
             "  -t, --threads N    threads (default: all cores)\n"
             KEEL_CLI_MATMUL_HELP);
@@ -29,7 +32,7 @@ static void progress(int32_t chunk, int32_t n_chunks, double ppl, void *ud) {
 }
 
 int keel_cmd_perplexity(int argc, char **argv) {
-    const char *model = NULL, *file = NULL, *adapter = NULL;
+    const char *model = NULL, *file = NULL, *adapter = NULL, *run = NULL, *registry = NULL;
     long n_ctx = 512, threads = 0;
     keel_model_params mp = keel_model_default_params();
     for (int i = 1; i < argc; i++) {
@@ -38,15 +41,26 @@ int keel_cmd_perplexity(int argc, char **argv) {
         else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && v) { model = v; i++; }
         else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && v) { file = v; i++; }
         else if (!strcmp(a, "--adapter") && v) { adapter = v; i++; }
+        else if (!strcmp(a, "--run") && v) { run = v; i++; }
+        else if (!strcmp(a, "--registry") && v) { registry = v; i++; }
         else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) { if (!keel_cli_int(a, v, 4, 1 << 20, &n_ctx)) return 2; i++; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!keel_cli_int(a, v, 0, 1024, &threads)) return 2; i++; }
         else if (!strcmp(a, "--matmul")) { if (!keel_cli_matmul(a, v, &mp.matmul_precision)) return 2; i++; }
         else { fprintf(stderr, "keel perplexity: unknown option or missing value: %s\n", a); usage(stderr); return 2; }
     }
-    if (!model || !file) { usage(stderr); return 2; }
+    if ((!model && !run) || !file) { usage(stderr); return 2; }
+    char *run_model = NULL, *run_adapter = NULL;
+    if (run) {
+        int code = keel_cli_run_model("perplexity", run, registry, &model, &adapter, &run_model, &run_adapter);
+        if (code) return code;
+    }
     size_t len = 0;
     char *text = keel_cli_slurp(file, &len);
-    if (!text) return 1;
+    if (!text) {
+        keel_free(run_model);
+        keel_free(run_adapter);
+        return 1;
+    }
 
     int rc = 1;
     keel_err err = {0};
@@ -85,6 +99,8 @@ done:
     keel_context_free(ctx);
     keel_adapter_free(ad);
     keel_model_free(m);
+    keel_free(run_model);
+    keel_free(run_adapter);
     free(text);
     return rc;
 }

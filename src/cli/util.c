@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 // util.c — small helpers shared by the CLI commands: error printing, option
-// value parsing, reading a file or stdin.
+// value parsing, reading a file or stdin, --run REF (a registry checkpoint)
+// to a model path and adapter.
 #include "cli.h"
 
 #include <errno.h>
 #include <math.h>
+#include <unistd.h>
 
 int keel_cli_fail(const keel_err *err, const char *hint) {
     fprintf(stderr, "keel: %s\n", err->msg[0] ? err->msg : keel_status_str(err->code));
@@ -87,4 +89,43 @@ char *keel_cli_slurp(const char *path, size_t *len) {
     buf[n] = 0;
     if (len) *len = n;
     return buf;
+}
+
+int keel_cli_run_model(const char *cmd, const char *run, const char *registry, const char **model,
+                       const char **adapter, char **own_model, char **own_adapter) {
+    *own_model = *own_adapter = NULL;
+    if (!registry) {
+        const char *env = getenv("KEEL_REGISTRY");
+        registry = env && *env ? env : "keel.db";
+    }
+    if (access(registry, F_OK) != 0) { // never create one here
+        fprintf(stderr, "keel: no registry at %s (--registry PATH or $KEEL_REGISTRY names another)\n", registry);
+        return 1;
+    }
+    keel_err err = {0};
+    keel_registry *r = NULL;
+    char dir[4096];
+    if (keel_registry_open(registry, &r, &err) != KEEL_OK) return keel_cli_fail(&err, NULL);
+    keel_status st = keel_registry_resolve(r, run, dir, sizeof dir, &err);
+    keel_registry_close(r);
+    char *m = NULL, *a = NULL;
+    if (st == KEEL_OK) st = keel_checkpoint_model(dir, *model, &m, &a, &err);
+    if (st != KEEL_OK) return keel_cli_fail(&err, NULL);
+    if (a && *adapter) {
+        fprintf(stderr, "keel %s: --adapter %s and --run %s (a LoRA checkpoint, %s) both name an adapter\n", cmd,
+                *adapter, run, a);
+        keel_free(m);
+        keel_free(a);
+        return 2;
+    }
+    if (!a && *model) {
+        fprintf(stderr, "keel %s: -m %s and --run %s (a model checkpoint, %s) both name the model\n", cmd, *model,
+                run, m);
+        keel_free(m);
+        return 2;
+    }
+    fprintf(stderr, "%s: %s%s%s\n", run, m, a ? " + adapter " : "", a ? a : "");
+    *model = *own_model = m;
+    if (a) *adapter = *own_adapter = a;
+    return 0;
 }

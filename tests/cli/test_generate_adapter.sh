@@ -13,7 +13,7 @@
 # fine-tuning of the tiny Llama): the run, RUN@step-N or the directory gives the
 # text of -m BASE --adapter CKPT (or of -m CKPT for a full checkpoint); -m
 # overrides an adapter's base; conflicting options exit 2; an unknown run or a
-# missing registry (never created) exit 1. Run by tests/run.sh (BUILD says which
+# missing registry (never created) exit 1; `keel perplexity --run` too. Run by tests/run.sh (BUILD says which
 # build's keel); ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
@@ -166,6 +166,17 @@ EOF
   if [ "$rc" -eq 0 ] && [ "$(cat "$tmp/out")" = "$sad" ]; then ok
   else bad "generate --run with \$KEEL_REGISTRY (exit $rc)" "want that registry used"; fi
 
+  # perplexity --run: the numbers of -m BASE --adapter CKPT
+  for i in 1 2 3 4 5 6; do echo "Once upon a time, there was a little girl named Lily. She loved to play outside."; done >"$tmp/story.txt"
+  run perplexity -m "$SM" --adapter "$CK" -f "$tmp/story.txt" --ctx 32 -t 1
+  pa=$(grep -o 'PPL = .*' "$tmp/out")
+  run perplexity --run lora --registry "$DB" -f "$tmp/story.txt" --ctx 32 -t 1
+  if [ "$rc" -eq 0 ] && [ -n "$pa" ] && [ "$(grep -o 'PPL = .*' "$tmp/out")" = "$pa" ]; then ok
+  else bad "perplexity --run lora (exit $rc)" "want the -m/--adapter result: $pa"; fi
+  run perplexity --run lora --adapter "$AD" --registry "$DB" -f "$tmp/story.txt"
+  if [ "$rc" -eq 2 ] && grep -q "both name an adapter" "$tmp/err"; then ok
+  else bad "perplexity --run LORA --adapter (exit $rc)" "want exit 2"; fi
+
   FK=$tmp/full/checkpoints/step-2
   run generate -m "$FK" -p "$PROMPT" -n 24 -t 1
   fout=$(cat "$tmp/out")
@@ -187,9 +198,11 @@ EOF
   if [ ! -e "$tmp/none.db" ]; then ok; else fail=$((fail + 1)); echo "FAIL --run created a registry"; fi
   expect_fail "--run with a missing base" "$tmp/nope.gguf" "not found" \
     generate --run lora -m "$tmp/nope.gguf" --registry "$DB" -p "$SP" -n 2
-  run generate --help
-  if grep -q -- "--run REF" "$tmp/out" && grep -q -- "--registry PATH" "$tmp/out"; then ok
-  else bad "generate --help" "want --run and --registry listed"; fi
+  for cmd in generate perplexity; do
+    run "$cmd" --help
+    if grep -q -- "--run REF" "$tmp/out" && grep -q -- "--registry PATH" "$tmp/out"; then ok
+    else bad "$cmd --help" "want --run and --registry listed"; fi
+  done
 else
   echo "skipped: --run part ($STORIES absent or keel train without --registry)"
 fi
