@@ -31,8 +31,10 @@
 // Padded tokens per forward: bounds the activation arena (about 1.5 MiB per
 // token for SmolLM2-135M, logits included).
 #define CAP_BATCH_TOKENS 512
-// Rows per greedy call (keel_train_greedy decodes 8 rows per forward).
+// Rows per greedy call (keel_train_greedy decodes up to 8 rows per forward),
+// and the padded tokens (rows x (prompt + max_new)) one call may hold.
 #define CAP_GREEDY_ROWS 8
+#define CAP_GREEDY_TOKENS 1024
 
 // One scored row: tokens tok[0..T) are the input; the last n_sc positions'
 // logits are scored against tgt[0..n_sc).
@@ -433,8 +435,12 @@ static keel_status score_gen(const keel_cap_data *d, const keel_train_model *tm,
         out[k] = (keel_cap_outcome){0};
     }
     qsort(ord, (size_t)n_items, sizeof *ord, gen_cmp);
-    for (int64_t g0 = 0; g0 < n_items; g0 += CAP_GREEDY_ROWS) {
-        int32_t nb = n_items - g0 < CAP_GREEDY_ROWS ? (int32_t)(n_items - g0) : CAP_GREEDY_ROWS;
+    for (int64_t g0 = 0; g0 < n_items;) {
+        // rows per call: keel_train_greedy sizes its arena for (rows, longest
+        // prompt + max_new); long prompts get fewer rows (the longest come first)
+        int64_t fit = CAP_GREEDY_TOKENS / ((int64_t)ord[g0].n + max_new);
+        int32_t nb = fit < 1 ? 1 : fit < CAP_GREEDY_ROWS ? (int32_t)fit : CAP_GREEDY_ROWS;
+        if (nb > n_items - g0) nb = (int32_t)(n_items - g0);
         const int32_t *prompts[CAP_GREEDY_ROWS];
         int32_t n_prompt[CAP_GREEDY_ROWS], n_out[CAP_GREEDY_ROWS];
         int32_t *outs[CAP_GREEDY_ROWS];
@@ -458,6 +464,7 @@ static keel_status score_gen(const keel_cap_data *d, const keel_train_model *tm,
             st = judge(spec, it, text, &out[k].a, err);
             if (st) goto done;
         }
+        g0 += nb;
     }
 done:
     free(ord);
