@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
-// bench_cap.c — speed of capability scoring (src/cap/run.c) on the training
-// forward: tokens per second of multiple-choice log-likelihoods (every
-// request's ctx + continuation, minus what prefix sharing saves), wall and
-// CPU time. Usage:
-//   bench_cap MODEL TASK DATA [LIMIT] [THREADS]
+// bench_cap.c — speed of multiple-choice capability scoring: the training
+// forward (src/cap/run.c, keel_cap_score_train, the reference) and the
+// inference forward with a KV cache (src/cap/score_ctx.c, keel_cap_score,
+// what keel eval and the ledger run). Tokens = every request's ctx +
+// continuation (what lm-eval would run), per wall and per CPU second. Usage:
+//   bench_cap MODEL TASK DATA [LIMIT] [THREADS] [train|fast|both]
 //   bench_cap ~/.cache/keel/SmolLM2-135M-Instruct.Q4_1.gguf arc_easy ../shared/datasets/arc_easy_test.jsonl 50 1
 // TASK is a multiple-choice task name of docs/eval.md (arc_easy, piqa, ...).
 #include "cap/cap.h"
@@ -59,19 +60,25 @@ int main(int argc, char **argv) {
     int64_t tokens = 0;
     for (int64_t r = 0; r < d.n_req; r++) tokens += d.req[r].n_ctx + d.req[r].n_cont - 1;
     keel_cap_outcome *out = calloc((size_t)d.n_items, sizeof *out);
-    double w0 = keel_time_s(), c0 = cpu_s();
-    st = keel_cap_score(&d, &tm, NULL, NULL, d.n_items, out, &err);
-    double w = keel_time_s() - w0, c = cpu_s() - c0;
-    if (st) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
+    const char *which = argc > 6 ? argv[6] : "both";
+    for (int fast = 0; fast < 2; fast++) {
+        if (strcmp(which, "both") && strcmp(which, fast ? "fast" : "train")) continue;
+        double w0 = keel_time_s(), c0 = cpu_s();
+        st = fast ? keel_cap_score(&d, &tm, NULL, NULL, d.n_items, out, &err)
+                  : keel_cap_score_train(&d, &tm, NULL, NULL, d.n_items, out, &err);
+        double w = keel_time_s() - w0, c = cpu_s() - c0;
+        if (st) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        double acc = 0, accn = 0;
+        for (int64_t k = 0; k < d.n_items; k++) acc += out[k].a, accn += out[k].b;
+        printf("%s %s: %lld items, %lld requests, %lld request tokens; wall %.2f s (%.0f tok/s), CPU %.2f s "
+               "(%.0f tok/CPU-s), threads %d, acc %.4f, acc_norm %.4f\n",
+               argv[2], fast ? "fast (inference forward)" : "train (training forward)", (long long)d.n_items,
+               (long long)d.n_req, (long long)tokens, w, tokens / w, c, tokens / c, tm.n_threads,
+               acc / (double)d.n_items, accn / (double)d.n_items);
     }
-    double acc = 0;
-    for (int64_t k = 0; k < d.n_items; k++) acc += out[k].a;
-    printf("%s: %lld items, %lld requests, %lld request tokens; wall %.2f s (%.0f tok/s), CPU %.2f s (%.0f tok/CPU-s), "
-           "threads %d, acc %.4f\n",
-           argv[2], (long long)d.n_items, (long long)d.n_req, (long long)tokens, w, tokens / w, c, tokens / c,
-           tm.n_threads, acc / (double)d.n_items);
     free(out);
     keel_cap_data_free(&d);
     keel_train_model_free(&tm);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// test_cap_run.c — capability scoring (src/cap/run.c) on real weights,
+// test_cap_run.c — capability scoring on the training forward (src/cap/run.c:
+// keel_cap_score_train, keel_cap_loglik; the reference of the fast path) on real weights,
 // checked against numbers computed independently on the INFERENCE path
 // (keel_eval with every position's logits, KV cache, no batching): per-
 // request multiple-choice log-likelihoods (also a request longer than the
@@ -128,7 +129,7 @@ static void test_mc(keel_model *m, keel_train_model *tm, keel_context *ctx, floa
     }
     // expected acc / acc_norm from the independent numbers
     keel_cap_outcome out[3];
-    CHECK("mc score", keel_cap_score(&d, tm, NULL, NULL, 3, out, &err) == KEEL_OK);
+    CHECK("mc score", keel_cap_score_train(&d, tm, NULL, NULL, 3, out, &err) == KEEL_OK);
     int n_acc = 0;
     for (int64_t k = 0; k < 3; k++) {
         const keel_cap_item *it = &d.items[k];
@@ -145,10 +146,10 @@ static void test_mc(keel_model *m, keel_train_model *tm, keel_context *ctx, floa
     // a subset, in a chosen order, scores the same items the same way
     int64_t pick[2] = {2, 0};
     keel_cap_outcome o2[2];
-    CHECK("subset score", keel_cap_score(&d, tm, NULL, pick, 2, o2, &err) == KEEL_OK);
+    CHECK("subset score", keel_cap_score_train(&d, tm, NULL, pick, 2, o2, &err) == KEEL_OK);
     CHECK("subset = full", o2[0].a == out[2].a && o2[0].b == out[2].b && o2[1].a == out[0].a && o2[1].b == out[0].b);
     int64_t badpick = 3;
-    CHECK("item out of range", keel_cap_score(&d, tm, NULL, &badpick, 1, o2, &err) == KEEL_ERR_INVALID);
+    CHECK("item out of range", keel_cap_score_train(&d, tm, NULL, &badpick, 1, o2, &err) == KEEL_ERR_INVALID);
     // determinism: 1 and 2 threads give the same bits
     int nt = tm->n_threads;
     double ll1[9], ll2[9];
@@ -218,7 +219,7 @@ static void test_ppl(keel_model *m, keel_train_model *tm, keel_context *ctx, flo
         return;
     }
     keel_cap_outcome *out = calloc((size_t)d.n_items, sizeof *out);
-    CHECK("ppl score", keel_cap_score(&d, tm, NULL, NULL, d.n_items, out, &err) == KEEL_OK);
+    CHECK("ppl score", keel_cap_score_train(&d, tm, NULL, NULL, d.n_items, out, &err) == KEEL_OK);
     const int32_t W = 24;
     int32_t V = keel_model_describe(m)->n_vocab;
     double tot = 0, tot_ref = 0;
@@ -279,7 +280,7 @@ static void test_gen(keel_model *m, keel_train_model *tm, keel_context *ctx, flo
     keel_cap_data d;
     if (one_spec(y, &s) && keel_cap_data_load(&d, &s.v[0], tok, &err) == KEEL_OK) {
         keel_cap_outcome out[2];
-        CHECK("em score", keel_cap_score(&d, tm, NULL, NULL, 2, out, &err) == KEEL_OK);
+        CHECK("em score", keel_cap_score_train(&d, tm, NULL, NULL, 2, out, &err) == KEEL_OK);
         CHECK("em text = inference greedy", out[0].text && !strcmp(out[0].text, ref[0]));
         CHECK("em text 2 = inference greedy", out[1].text && !strcmp(out[1].text, ref[1]));
         CHECK("em pass / fail", out[0].a == 1 && out[1].a == 0);
@@ -310,7 +311,7 @@ static void test_gen(keel_model *m, keel_train_model *tm, keel_context *ctx, flo
         keel_cap_suite_free(&s);
         if (one_spec(y, &s) && keel_cap_data_load(&d, &s.v[0], tok, &err) == KEEL_OK) {
             keel_cap_outcome out[2];
-            CHECK("probe score", keel_cap_score(&d, tm, NULL, NULL, 2, out, &err) == KEEL_OK);
+            CHECK("probe score", keel_cap_score_train(&d, tm, NULL, NULL, 2, out, &err) == KEEL_OK);
             CHECK("probe pass rate", out[0].a == (flip ? 0 : 1) && out[1].a == (flip ? 1 : 0));
             keel_cap_outcomes_free(out, 2);
             keel_cap_data_free(&d);
