@@ -14,7 +14,8 @@
 # training item, so they cannot be memorised whole.
 #
 #   python3 tools/make_skill_data.py --out examples/data [--task cipher] [--seed 7]
-#   -> skill-train.jsonl (--n-train), skill-test.jsonl (--n-test)
+#   -> skill-train.jsonl (--n-train), skill-test.jsonl (--n-test), skill-test-em.jsonl
+#      (the held-out items as {"prompt", "answer"} for an exact_match capability)
 import argparse
 import json
 import os
@@ -74,6 +75,12 @@ def main():
         with open(os.path.join(a.out, name), "w", encoding="utf-8") as f:
             for r in rows:
                 f.write(json.dumps(r) + "\n")
+    # the held-out set again as an exact_match capability ({"prompt", "answer"}),
+    # for the capability ledger examples (examples/smollm2-ledger-*.yaml)
+    with open(os.path.join(a.out, "skill-test-em.jsonl"), "w", encoding="utf-8") as f:
+        for r in test:
+            m = r["messages"]
+            f.write(json.dumps({"prompt": m[0]["content"], "answer": m[1]["content"]}) + "\n")
 
 
 if __name__ == "__main__":

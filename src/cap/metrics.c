@@ -278,8 +278,12 @@ bool keel_cap_bounds_ok(const keel_cap_spec *spec, keel_cap_decide def_decide, c
             char md[48];
             if (spec->max_drop_rel) snprintf(md, sizeof md, "%g%%", spec->max_drop * 100);
             else snprintf(md, sizeof md, "%g", spec->max_drop);
-            add_why(why, cap, &used, " %s %.3f from base %.3f (max_drop %s, %s)", hib ? "dropped" : "rose", moved,
-                    base->value, md, dname);
+            if (spec->max_drop_rel && base->value != 0) // a relative bound: say how far in percent
+                add_why(why, cap, &used, " %s %.3g%% from base %.3f (max_drop %s, %s)", hib ? "dropped" : "rose",
+                        100.0 * moved / fabs(base->value), base->value, md, dname);
+            else
+                add_why(why, cap, &used, " %s %.3f from base %.3f (max_drop %s, %s)", hib ? "dropped" : "rose", moved,
+                        base->value, md, dname);
             ok = false;
         }
     }
