@@ -29,9 +29,11 @@
 #include <math.h>
 
 // Tokens per forward call (the activation buffers and the (SC_TOKENS, V)
-// logits are sized for it) and cache slots per scoring group.
+// logits are sized for it); cache slots per batch of items (SmolLM2-135M:
+// 46 KiB a slot), fewer when a slot is large.
 #define SC_TOKENS 512
 #define SC_SLOTS 2048
+#define SC_CACHE_BYTES ((int64_t)256 << 20)
 
 typedef struct sctx {
     keel_model view;      // tm's weights as a keel_model (shallow; layers owned)
@@ -290,7 +292,13 @@ static keel_status score_reqs(const keel_train_model *tm, keel_lora *lo, const s
         if (gslots[g] > max_g) max_g = gslots[g];
         if (q[i].T > max_span) max_span = q[i].T;
     }
-    int64_t n_slots = max_g > SC_SLOTS ? max_g : SC_SLOTS, total = 0;
+    // the cache: SC_SLOTS slots, fewer for a model whose slot is large (at
+    // most SC_CACHE_BYTES), never fewer than the largest group needs
+    const keel_model_desc *md = &tm->m->desc;
+    const int64_t slot_bytes = (int64_t)md->n_layer * md->n_head_kv * tm->m->head_dim * 2 * (int64_t)sizeof(float);
+    int64_t n_slots = SC_CACHE_BYTES / (slot_bytes > 0 ? slot_bytes : 1), total = 0;
+    if (n_slots > SC_SLOTS) n_slots = SC_SLOTS;
+    if (n_slots < max_g) n_slots = max_g;
     for (int64_t i = 0; i < n; i++) total += q[i].T;
     if (n_slots > total) n_slots = total;
     if (n_slots > INT32_MAX / 2) {

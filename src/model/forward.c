@@ -11,6 +11,10 @@
 #include "model/model.h"
 #include "ops/grad.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 static size_t max3(size_t a, size_t b, size_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
 keel_status keel_kv_cache_init(const keel_model *m, int32_t n_ctx, keel_kv_cache *kv, keel_err *err) {
@@ -56,7 +60,7 @@ keel_status keel_fwd_buf_init(const keel_model *m, int32_t max_T, int32_t n_ctx,
             return KEEL_FAIL(err, KEEL_ERR_NOMEM, "activation buffers: out of memory (%d tokens)", (int)max_T);
         }
     }
-    b->slot = keel_malloc((size_t)(max_T > 0 ? max_T : 1) * sizeof *b->slot);
+    b->slot = keel_malloc((size_t)(max_T > 0 ? max_T : 1) * 2 * sizeof *b->slot);
     if (!b->slot) {
         keel_fwd_buf_free(b);
         return KEEL_FAIL(err, KEEL_ERR_NOMEM, "activation buffers: out of memory (%d tokens)", (int)max_T);
@@ -150,6 +154,7 @@ void keel_model_forward_segs(const keel_model *m, keel_kv_cache *kv, keel_fwd_bu
         // the rope table and the cache slot of every token
         keel_rope_table(b->cs + (size_t)T * (size_t)d->n_rot, seg[i].pos, seg[i].n, d->n_rot, d->rope_theta);
         for (int32_t t = 0; t < seg[i].n; t++) b->slot[T + t] = seg[i].slot0 + seg[i].pos + t;
+        b->slot[b->max_T + i] = T; // the segment's first token in the call
         T += seg[i].n;
     }
     KEEL_ASSERT(!lora || (int64_t)T * lora->r <= b->lora_cap);
@@ -205,10 +210,26 @@ KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(par))
             keel_kt_store(kt, kv->ldk, b->kb + t * K, 1, b->slot[t], d->n_head_kv, (int)hd);
             if (!direct_v) memcpy(vc + (size_t)b->slot[t] * K, vnew + t * K, (size_t)K * sizeof(float));
         }
-        for (int32_t i = 0, t0 = 0; i < n_seg; t0 += seg[i++].n) // each sequence sees its own region
-            keel_op_attention_fwd(b->att + t0 * Q, b->q + t0 * Q, kt + seg[i].slot0, kv->ldk,
-                                  vc + (size_t)seg[i].slot0 * K, seg[i].n, seg[i].pos, d->n_head, d->n_head_kv,
-                                  (int)hd, s);
+        if (n_seg == 1) {
+            keel_op_attention_fwd(b->att, b->q, kt + seg[0].slot0, kv->ldk, vc + (size_t)seg[0].slot0 * K, seg[0].n,
+                                  seg[0].pos, d->n_head, d->n_head_kv, (int)hd, s);
+        } else {
+            // each sequence sees its own region; many short ones: one parallel
+            // region over the sequences (one per thread, with that thread's
+            // scratch) instead of a parallel region per sequence
+KEEL_OMP(parallel for num_threads(nthr) schedule(dynamic, 1) if(nthr > 1))
+            for (int32_t i = 0; i < n_seg; i++) {
+                keel_ops_scratch one = *s;
+                one.n_threads = 1;
+#ifdef _OPENMP
+                one.buf = s->buf + (size_t)omp_get_thread_num() * s->per_thread;
+#endif
+                const int64_t t0 = b->slot[b->max_T + i];
+                keel_op_attention_fwd(b->att + t0 * Q, b->q + t0 * Q, kt + seg[i].slot0, kv->ldk,
+                                      vc + (size_t)seg[i].slot0 * K, seg[i].n, seg[i].pos, d->n_head, d->n_head_kv,
+                                      (int)hd, &one);
+            }
+        }
         keel_matmul(b->xb, b->att, &L->wo, T, s);          // (T, C)
         if (lora) lora_branch(lora, l * 7 + 3, b->xb, b->att, T, Q, C, b->lora_xa, nthr);
 

@@ -73,7 +73,7 @@ typedef struct keel_fwd_buf {
     keel_ops_scratch ops;
     float *lora_xa;  // (max_T, r) x · A^T of a LoRA branch (keel_fwd_buf_lora_reserve), or NULL
     int64_t lora_cap;// floats in lora_xa
-    int32_t *slot;   // (max_T) cache slot of each token of the call (keel_model_forward_segs)
+    int32_t *slot;   // (2 max_T) keel_model_forward_segs: each token's cache slot, then each segment's first token
 } keel_fwd_buf;
 
 // A LoRA adapter as the inference forward applies it (eval/adapter.c builds

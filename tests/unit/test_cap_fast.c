@@ -254,7 +254,7 @@ static void test_smollm2(void) {
         printf("SmolLM2 or ARC-Easy absent: SmolLM2 part skipped\n");
         return;
     }
-    int lim = getenv("KEEL_SANITIZE") ? 2 : 20;
+    int lim = getenv("KEEL_SANITIZE") ? 2 : 10; // 20 pass too (max diff 6.7e-5); 10 keep the test short
     keel_model_params mp = keel_model_default_params();
     keel_model *m = NULL;
     keel_err err = {0};
