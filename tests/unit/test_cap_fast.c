@@ -50,8 +50,9 @@ static bool load_one(const char *yaml, const keel_tokenizer *tok, keel_cap_suite
 }
 
 // Reference vs fast log-likelihoods of n requests; returns the largest difference.
+// ref_out (may be NULL): the reference numbers.
 static double cmp_ll(const keel_train_model *tm, keel_lora *lo, const keel_cap_request *q, int64_t n, double tol,
-                     const char *tag) {
+                     const char *tag, double *ref_out) {
     double *a = calloc((size_t)n, sizeof *a), *b = calloc((size_t)n, sizeof *b), worst = 0;
     keel_err err = {0};
     char what[128];
@@ -64,9 +65,27 @@ static double cmp_ll(const keel_train_model *tm, keel_lora *lo, const keel_cap_r
         CHECK_CLOSE(what, b[i], a[i], tol);
         if (fabs(a[i] - b[i]) > worst) worst = fabs(a[i] - b[i]);
     }
+    if (ref_out) memcpy(ref_out, a, (size_t)n * sizeof *a);
     free(a);
     free(b);
     return worst;
+}
+
+// The fast path with 1 and 2 threads: the same bits (batches depend on the
+// data only; the kernels split work by rows).
+static void same_bits_threads(keel_train_model *tm, keel_lora *lo, const keel_cap_request *q, int64_t n,
+                              const char *tag) {
+    double a[8], b[8];
+    keel_err err = {0};
+    int nt = tm->n_threads;
+    tm->n_threads = 1;
+    keel_status sa = keel_cap_loglik_ctx(tm, lo, q, n, a, &err);
+    tm->n_threads = 2;
+    keel_status sb = keel_cap_loglik_ctx(tm, lo, q, n, b, &err);
+    tm->n_threads = nt;
+    char what[128];
+    snprintf(what, sizeof what, "%s: 1 and 2 threads, same bits", tag);
+    CHECK(what, n <= 8 && !sa && !sb && !memcmp(a, b, (size_t)n * sizeof *a));
 }
 
 // keel_cap_score (fast) vs keel_cap_score_train on every item of d.
@@ -117,7 +136,8 @@ static void test_mc(const keel_model *m, keel_train_model *tm, keel_lora *lo, co
     }
     char t[96];
     snprintf(t, sizeof t, "%s mc", tag);
-    double w = cmp_ll(tm, lo, d.req, d.n_req, 1e-3, t);
+    double w = cmp_ll(tm, lo, d.req, d.n_req, 1e-3, t, NULL);
+    same_bits_threads(tm, lo, d.req, d.n_req < 8 ? d.n_req : 8, t);
     cmp_score(&d, tm, lo, t);
     printf("%s: %lld handmade requests, max |ll fast - ll reference| = %.2g\n", t, (long long)d.n_req, w);
     keel_cap_data_free(&d);
@@ -140,11 +160,11 @@ static void test_shapes(keel_model *m, keel_train_model *tm) {
         {ids, 25, ids + 60, 5}, {other, 25, ids + 60, 5},                      // contexts differ after 12
         {ids + 1, 5, ids + 6, 1},                                              // alone
     };
-    cmp_ll(tm, NULL, q, (int64_t)(sizeof q / sizeof *q), 1e-3, "stories260K shapes");
+    cmp_ll(tm, NULL, q, (int64_t)(sizeof q / sizeof *q), 1e-3, "stories260K shapes", NULL);
     const int32_t saved = m->desc.n_ctx_train;
     m->desc.n_ctx_train = 40;
     keel_cap_request lq[] = {{ids, 70, ids + 70, 4}, {ids, 70, ids + 80, 4}, {ids, 30, ids + 30, 50}};
-    cmp_ll(tm, NULL, lq, 3, 1e-3, "stories260K left truncation");
+    cmp_ll(tm, NULL, lq, 3, 1e-3, "stories260K left truncation", NULL);
     m->desc.n_ctx_train = saved;
     keel_cap_request bad = {ids, 0, ids, 1};
     double ll;
@@ -254,7 +274,7 @@ static void test_smollm2(void) {
         printf("SmolLM2 or ARC-Easy absent: SmolLM2 part skipped\n");
         return;
     }
-    int lim = getenv("KEEL_SANITIZE") ? 2 : 10; // 20 pass too (max diff 6.7e-5); 10 keep the test short
+    int lim = getenv("KEEL_SANITIZE") ? 2 : 10; // 20 pass as well (max diff 6.7e-5) but take ~2x
     keel_model_params mp = keel_model_default_params();
     keel_model *m = NULL;
     keel_err err = {0};
@@ -270,8 +290,26 @@ static void test_smollm2(void) {
     keel_cap_suite s;
     keel_cap_data d;
     if (load_one(y, keel_model_tokenizer(m), &s, &d)) {
-        double w = cmp_ll(&tm, NULL, d.req, d.n_req, 1e-3, "SmolLM2 ARC-Easy");
-        cmp_score(&d, &tm, NULL, "SmolLM2 ARC-Easy");
+        double *ref = calloc((size_t)d.n_req, sizeof *ref);
+        double w = cmp_ll(&tm, NULL, d.req, d.n_req, 1e-3, "SmolLM2 ARC-Easy", ref);
+        same_bits_threads(&tm, NULL, d.req, 8, "SmolLM2 ARC-Easy");
+        // acc / acc_norm of the fast scorer = those of the reference numbers
+        // (run.c's rule; keel_cap_score_train itself is compared on stories260K)
+        keel_cap_outcome *out = calloc((size_t)d.n_items, sizeof *out);
+        CHECK("SmolLM2 fast score", keel_cap_score(&d, &tm, NULL, NULL, d.n_items, out, &err) == KEEL_OK);
+        for (int64_t k = 0; k < d.n_items; k++) {
+            const keel_cap_item *it = &d.items[k];
+            int best = 0, bestn = 0;
+            for (int j = 1; j < it->n_req; j++) {
+                if (ref[it->req0 + j] > ref[it->req0 + best]) best = j;
+                if (ref[it->req0 + j] / d.choice_len[it->req0 + j] > ref[it->req0 + bestn] / d.choice_len[it->req0 + bestn])
+                    bestn = j;
+            }
+            CHECK("SmolLM2 acc = reference", out[k].a == (best == it->gold));
+            CHECK("SmolLM2 acc_norm = reference", out[k].b == (bestn == it->gold));
+        }
+        free(out);
+        free(ref);
         printf("SmolLM2: %d ARC-Easy items, %lld requests, max |ll fast - ll reference| = %.2g\n", lim,
                (long long)d.n_req, w);
         keel_cap_data_free(&d);
