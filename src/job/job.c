@@ -571,7 +571,22 @@ static keel_status walk_map(keel_job *job, const char *name, yaml_document_t *do
             if (seen_caps) return fail_at(err, &kl, path, "duplicate key (first set on line %d)", seen_caps);
             seen_caps = kl.line;
             keel_cap_suite caps = {0};
-            keel_status st = keel_cap_suite_parse_node(&caps, name, doc, vn, err);
+            keel_status st;
+            if (vn->type == YAML_SCALAR_NODE && !is_null_scalar(vn)) {
+                // `capabilities: suites/general.yaml`: the list of a suite file
+                // (the resolved job writes it inline, so a run stays self-contained)
+                char *sp = keel_job_expand_path((const char *)vn->data.scalar.value);
+                if (!sp) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", name);
+                st = keel_cap_suite_load_file(&caps, sp, err);
+                free(sp);
+                if (st == KEEL_ERR_IO) {
+                    keel_cap_suite_free(&caps);
+                    return fail_at(err, &vl, path, "cannot read the suite file '%s' (expected a list of capabilities or "
+                                   "the path of a suite file)", (const char *)vn->data.scalar.value);
+                }
+            } else {
+                st = keel_cap_suite_parse_node(&caps, name, doc, vn, err);
+            }
             if (st) {
                 keel_cap_suite_free(&caps);
                 return st;

@@ -230,7 +230,7 @@ static void test_errors(void) {
     snprintf(buf, sizeof buf, "%scapabilities:\n  - {name: a, type: perplexity, data: x.txt}\ncapabilities: []\n", head);
     expect_err("caps twice", buf, KEEL_ERR_INVALID, "t.yaml:6:1: key 'capabilities': duplicate key (first set on line 4)");
     snprintf(buf, sizeof buf, "%scapabilities: 3\n", head);
-    expect_err("caps not a list", buf, KEEL_ERR_INVALID, "t.yaml:4:15: key 'capabilities': expected a list");
+    expect_err("caps not a list", buf, KEEL_ERR_INVALID, "t.yaml:4:15: key 'capabilities': cannot read the suite file '3' (expected a list");
     {
         // a bound without monitor is fine; the capability lands in job->caps
         keel_job j;
@@ -462,7 +462,29 @@ static void test_examples(void) {
     }
 }
 
+// `capabilities: FILE` takes the list of a suite file; the resolved job holds it inline.
+static void test_caps_file(void) {
+    keel_job j;
+    keel_err err = {0};
+    const char *y = "model: m.gguf\ndata:\n  train: t.jsonl\ncapabilities: examples/suites/general.yaml\n";
+    CHECK("init", keel_job_init(&j, &err) == KEEL_OK);
+    keel_status st = keel_job_parse(&j, "t.yaml", y, strlen(y), &err);
+    CHECK("capabilities from a suite file", st == KEEL_OK && j.caps.n == 5 && !strcmp(j.caps.v[0].name, "arc_easy"));
+    char *out = NULL;
+    size_t len = 0;
+    CHECK("written inline", keel_job_to_yaml(&j, &out, &len, &err) == KEEL_OK && out && strstr(out, "- name: \"arc_easy\""));
+    free(out);
+    keel_job_free(&j);
+    CHECK("init", keel_job_init(&j, &err) == KEEL_OK);
+    y = "model: m.gguf\ndata:\n  train: t.jsonl\ncapabilities: no/such/suite.yaml\n";
+    st = keel_job_parse(&j, "t.yaml", y, strlen(y), &err);
+    CHECK("missing suite file", st == KEEL_ERR_INVALID && strstr(err.msg, "t.yaml:4:15: key 'capabilities'") &&
+                                    strstr(err.msg, "no/such/suite.yaml"));
+    keel_job_free(&j);
+}
+
 int main(void) {
+    test_caps_file();
     test_defaults();
     test_full();
     test_errors();
