@@ -2,16 +2,20 @@
 // cap.h — capabilities: what a model must keep knowing, declared as data +
 // metric (the `capabilities:` list of a job or of a suite file, docs/eval.md),
 // loaded into scoring requests, scored on a model and aggregated with a 95%
-// confidence interval. Layering: above eval/ and model/train.h (scoring runs
-// the training forward, so an attached LoRA adapter or trainable fp32 tensors
-// are applied exactly as the trainer applies them), below job/ (which parses
-// the list through keel_cap_suite_parse_node), train/ (the ledger) and cli/.
+// confidence interval. Layering: above eval/, model/ and model/train.h
+// (scoring applies an attached LoRA adapter and trainable fp32 tensors as the
+// trainer has them), below job/ (which parses the list through
+// keel_cap_suite_parse_node), train/ (the ledger) and cli/.
 //
 //   suite.c    the YAML list: parse, validate, write back, compare
 //   tasks.c    data files -> items -> requests (lm-evaluation-harness 0-shot
 //              rules for multiple choice), tokenized once
-//   run.c      score requests on a keel_train_model (+ LoRA): log-likelihoods,
-//              greedy generations, perplexity windows -> one outcome per item
+//   score_ctx.c  score requests on a keel_train_model (+ LoRA) on the
+//              inference forward with a KV cache (keel_cap_score): log-
+//              likelihoods, greedy generations, perplexity windows -> one
+//              outcome per item
+//   run.c      the same on the training forward (keel_cap_score_train, the
+//              reference the fast path is tested against)
 //   metrics.c  outcomes of a chosen item subset -> value, CI, standard error;
 //              answer normalisation, regex extraction, probe matching
 //   suite_eval.c  the public keel_suite_* API (include/keel.h) over the above
