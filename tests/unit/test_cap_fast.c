@@ -7,7 +7,8 @@
 // generations, a live random LoRA and a modified full-fine-tuning tensor
 // applied the same way. stories260K always (handmade sets, shared-prefix
 // corner cases, left truncation); SmolLM2-135M-Instruct on the first ARC-Easy
-// items when the cache holds it. KEEL_SANITIZE set: fewer SmolLM2 items.
+// items when the cache holds it. KEEL_SANITIZE set: one SmolLM2 item, two
+// stories260K repetitions left out.
 #include "test.h"
 #include "adapters/lora.h"
 #include "cap/cap.h"
@@ -239,7 +240,7 @@ static void test_lora_full(const keel_model *m) {
     test_ppl_gen(m, &tm, &lo, "stories260K + LoRA");
     // a second change to the live adapter shows up in the next call
     for (int64_t k = 0; k < lo.mods[0].n_out * lo.r; k++) keel_lora_B(&lo, 0)[k] += 0.1f;
-    test_mc(m, &tm, &lo, "stories260K + LoRA (B changed)");
+    if (!getenv("KEEL_SANITIZE")) test_mc(m, &tm, &lo, "stories260K + LoRA (B changed)");
     keel_lora_free(&lo);
     keel_train_model_free(&tm);
 
@@ -261,7 +262,7 @@ static void test_lora_full(const keel_model *m) {
     }
     CHECK("full fine-tuning tensors moved", n_moved == 5);
     test_mc(m, &tm, NULL, "stories260K full fine-tuning");
-    test_ppl_gen(m, &tm, NULL, "stories260K full fine-tuning");
+    if (!getenv("KEEL_SANITIZE")) test_ppl_gen(m, &tm, NULL, "stories260K full fine-tuning");
     keel_train_model_free(&tm);
 }
 
@@ -274,7 +275,7 @@ static void test_smollm2(void) {
         printf("SmolLM2 or ARC-Easy absent: SmolLM2 part skipped\n");
         return;
     }
-    int lim = getenv("KEEL_SANITIZE") ? 2 : 10; // 20 pass as well (max diff 6.7e-5) but take ~2x
+    int lim = getenv("KEEL_SANITIZE") ? 1 : 10; // 20 pass as well (max diff 6.7e-5) but take ~2x
     keel_model_params mp = keel_model_default_params();
     keel_model *m = NULL;
     keel_err err = {0};
@@ -292,7 +293,7 @@ static void test_smollm2(void) {
     if (load_one(y, keel_model_tokenizer(m), &s, &d)) {
         double *ref = calloc((size_t)d.n_req, sizeof *ref);
         double w = cmp_ll(&tm, NULL, d.req, d.n_req, 1e-3, "SmolLM2 ARC-Easy", ref);
-        same_bits_threads(&tm, NULL, d.req, 8, "SmolLM2 ARC-Easy");
+        same_bits_threads(&tm, NULL, d.req, d.n_req < 8 ? d.n_req : 8, "SmolLM2 ARC-Easy");
         // acc / acc_norm of the fast scorer = those of the reference numbers
         // (run.c's rule; keel_cap_score_train itself is compared on stories260K)
         keel_cap_outcome *out = calloc((size_t)d.n_items, sizeof *out);
