@@ -196,7 +196,8 @@ def cmd_run(args):
     """python -m lm_eval on the local task configs; output under OUT_DIR/<tasks>/, wall time and
     versions recorded next to it in run_info.json (read by `extract`)."""
     tasks = args.tasks
-    out = os.path.join(OUT_DIR, tasks.replace(",", "+") + (f"+limit{args.limit}" if args.limit else ""))
+    out = os.path.join(OUT_DIR, tasks.replace(",", "+") + (f"+limit{args.limit}" if args.limit else "")
+                       + (f"+docs{args.docs}" if args.docs else ""))
     os.makedirs(out, exist_ok=True)
     cmd = [sys.executable, "-m", "lm_eval", "--model", "hf",
            "--model_args", f"pretrained={HF_DIR},dtype=float32", "--device", "cpu",
@@ -204,6 +205,11 @@ def cmd_run(args):
            "--log_samples", "--output_path", out]
     if args.limit:
         cmd += ["--limit", str(args.limit)]
+    if args.docs:
+        # A slice of the docs (lm-eval --samples), so one task can run as several processes;
+        # `extract` merges slices that together cover every doc.
+        a, b = (int(x) for x in args.docs.split("-"))
+        cmd += ["--samples", json.dumps({t: list(range(a, b)) for t in tasks.split(",")})]
     # One torch thread: on this shared 2-core machine, 2 OpenMP threads ran 3x slower than 1
     # (189 vs 63 tokens/s for a [16, 60] batch at load ~7) because each barrier waits for a
     # descheduled thread. Run several tasks as separate processes instead.
@@ -211,7 +217,9 @@ def cmd_run(args):
     print("run:", " ".join(cmd), flush=True)
     t0 = time.time()
     subprocess.run(cmd, env=env, check=True)
+    ru = __import__("resource").getrusage(__import__("resource").RUSAGE_CHILDREN)
     info = {"command": " ".join(cmd), "wall_s": round(time.time() - t0, 1), "versions": versions(),
+            "cpu_s": round(ru.ru_utime + ru.ru_stime, 1),
             "threads": args.threads, "nproc": os.cpu_count(),
             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with open(os.path.join(out, "run_info.json"), "w") as fp:
@@ -230,6 +238,46 @@ def _num(x):
     return float(x)
 
 
+def _stderr(xs):
+    """lm-eval's stderr of a mean: sample standard deviation (n-1) / sqrt(n)."""
+    n = len(xs)
+    m = sum(xs) / n
+    return (sum((x - m) ** 2 for x in xs) / (n - 1)) ** 0.5 / n ** 0.5
+
+
+def _short_cmd(cmd):
+    i = cmd.find(" --samples ")
+    return cmd if i < 0 else cmd[:i] + " --samples <doc slice>"
+
+
+def _task_runs(local):
+    """(samples, infos, results, kind) for a task from OUT_DIR: a full run if there is one, else
+    --docs slices that together cover every doc, else a --limit run (kind 'partial')."""
+    def load(path):
+        mdir = os.path.dirname(path)
+        info = json.load(open(os.path.join(os.path.dirname(mdir), "run_info.json")))
+        results = json.load(open(_latest(os.path.join(mdir, "results_*.json"))))
+        return _read_jsonl(path), info, results
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(OUT_DIR, "*", "*", f"samples_{local}_*.jsonl"))):
+        if os.path.exists(os.path.join(os.path.dirname(os.path.dirname(path)), "run_info.json")):
+            runs[os.path.dirname(os.path.dirname(path))] = path   # the latest per output dir
+    full = [p for d, p in runs.items() if "+limit" not in d and "+docs" not in d]
+    if full:
+        smp, info, res = load(full[-1])
+        return smp, [info], res, "full"
+    n_docs = sum(1 for _ in open(os.path.join(DATA, TASKS[local][1]), encoding="utf-8"))
+    slices = [load(p) for d, p in runs.items() if "+docs" in d]
+    by_id = {r["doc_id"]: r for smp, _, _ in slices for r in smp}
+    if slices and sorted(by_id) == list(range(n_docs)):
+        return [by_id[i] for i in range(n_docs)], [x[1] for x in slices], None, "slices"
+    lim = [p for d, p in runs.items() if "+limit" in d]
+    if lim:
+        smp, info, res = load(lim[-1])
+        return smp, [info], res, "partial"
+    return None, None, None, None
+
+
 def cmd_extract(args):
     """lm-eval's results + samples files -> tests/golden/lmeval_smollm2.json."""
     gold = {
@@ -242,71 +290,75 @@ def cmd_extract(args):
                      "target_delimiter": " ", "batch_size": int(args.batch_size), "dtype": "float32",
                      "device": "cpu"},
         "per_item_note": "items: the first N docs in file order; ll[i] is lm-eval's summed log-likelihood "
-                         "of choice i (filtered_resps, float32 value); pred/pred_norm: one digit per doc "
-                         "for all docs (argmax of ll, of ll/len(choice chars)); acc/acc_norm per doc as 0/1",
+                         "of choice i (filtered_resps, float32 value); choice_chars[i]: len of choice i in "
+                         "code points (acc_norm's divisor); pred/pred_norm: one digit per doc for all docs "
+                         "(argmax of ll, of ll/choice_chars, first maximum on ties); acc/acc_norm per doc",
         "tasks": {},
     }
     for local, (builtin, data) in TASKS.items():
-        runs = sorted(glob.glob(os.path.join(OUT_DIR, "*", "*", f"samples_{local}_*.jsonl")))
-        full = [r for r in runs if "+limit" not in r]
-        # A --limit run (first docs only) is used only while the full run is missing: it gives the
-        # per-item goldens, and the aggregates are left out.
-        partial = not full
-        if partial and not runs:
+        samples, infos, results, kind = _task_runs(local)
+        if samples is None:
             continue
-        samples_path = (full or runs)[-1]
-        mdir = os.path.dirname(samples_path)
-        results = json.load(open(_latest(os.path.join(mdir, "results_*.json"))))
-        info = json.load(open(os.path.join(os.path.dirname(mdir), "run_info.json")))
-        res = results["results"][local]
-        samples = sorted(_read_jsonl(samples_path), key=lambda r: r["doc_id"])
+        samples = sorted(samples, key=lambda r: r["doc_id"])
         n = len(samples)
         t = {"lm_eval_task": builtin, "local_task": local, "data": os.path.join(DATA, data), "n": n,
-             "lm_eval_version": results.get("lm_eval_version") or info["versions"].get("lm_eval"),
-             "wall_s": info["wall_s"], "threads": info["threads"], "finished_utc": info["finished_utc"]}
-        if builtin == "hellaswag":
-            t["note"] = "klosax text dump, NOT identical to lm-eval hellaswag (datasets README section 4)"
-        if partial:
+             "lm_eval_version": infos[0]["versions"].get("lm_eval"),
+             "wall_s": round(sum(i["wall_s"] for i in infos), 1), "processes": len(infos),
+             **({"cpu_s": round(sum(i["cpu_s"] for i in infos), 1)} if all("cpu_s" in i for i in infos) else {}),
+             "threads": infos[0]["threads"], "finished_utc": max(i["finished_utc"] for i in infos)}
+        if kind == "slices":
+            t["note"] = (f"run as {len(infos)} lm-eval processes on doc slices (--samples); acc/acc_norm and "
+                         "stderr are the mean / lm-eval's stderr formula over lm-eval's per-doc scores; "
+                         "wall_s is the sum of the processes' wall times")
+        if kind == "partial":
             t["partial"] = f"only the first {n} docs were run (--limit); no aggregates yet"
+        if builtin == "hellaswag":
+            t["note_hellaswag"] = "klosax text dump, NOT identical to lm-eval hellaswag (datasets README section 4)"
         for m in ("acc", "acc_norm"):
-            if f"{m},none" in res and not partial:
-                t[m] = res[f"{m},none"]
-                t[m + "_stderr"] = res[f"{m},none_stderr" if f"{m},none_stderr" in res else f"{m}_stderr,none"]
+            if m not in samples[0] or kind == "partial":
+                continue
+            xs = [float(r[m]) for r in samples]
+            mean, se = sum(xs) / n, _stderr(xs)
+            if kind == "full":   # lm-eval's own aggregate; the recomputation must agree
+                res = results["results"][local]
+                assert abs(res[f"{m},none"] - mean) < 1e-12 and abs(res[f"{m}_stderr,none"] - se) < 1e-9
+                mean, se = res[f"{m},none"], res[f"{m}_stderr,none"]
+            t[m], t[m + "_stderr"] = mean, se
         preds, preds_norm, items = [], [], []
         for r in samples:
-            ll = [_num(x[0]) for x in r["filtered_resps"]]
-            # choice strings as lm-eval scored them: the continuations minus the delimiter space
-            # (multiple-input tasks: the shared continuation, so no length normalisation matters)
+            ll = [float(x[0]) for x in r["filtered_resps"]]
             args_ = [r["arguments"][k] for k in sorted(r["arguments"], key=lambda k: int(k.split("_")[-1]))]
             conts = [a["arg_1"] for a in args_]
+            # lm-eval's acc_norm divisor: len(choice) without the delimiter space
             chars = [len(c) - 1 if c.startswith(" ") else len(c) for c in conts]
             p = max(range(len(ll)), key=lambda i: (ll[i], -i))
             pn = max(range(len(ll)), key=lambda i: (ll[i] / chars[i], -i))
             preds.append(str(p))
             preds_norm.append(str(pn))
+            gold_i = int(r["target"]) if str(r["target"]).isdigit() else r["target"]
+            if builtin != "winogrande":   # winogrande's target is the continuation, gold is in doc
+                assert (int(r["acc"]) == 1) == (p == gold_i), r["doc_id"]
+                assert (int(r["acc_norm"]) == 1) == (pn == gold_i), r["doc_id"]
+            else:
+                gold_i = int(r["doc"]["label"])
+                assert (int(r["acc"]) == 1) == (p == gold_i), r["doc_id"]
             if len(items) < N_ITEMS:
-                it = {"doc_id": r["doc_id"], "gold": int(r["target"]) if str(r["target"]).isdigit() else r["target"],
-                      "ll": ll, "choice_chars": chars, "acc": int(r["acc"])}
+                it = {"doc_id": r["doc_id"], "gold": gold_i, "ll": ll, "choice_chars": chars,
+                      "acc": int(r["acc"])}
                 if "acc_norm" in r:
                     it["acc_norm"] = int(r["acc_norm"])
                 items.append(it)
-            assert (int(r["acc"]) == 1) == (str(p) == str(r["target"])) or builtin == "winogrande", r["doc_id"]
-        t["pred"] = "".join(preds)
-        if partial:
-            t.pop("pred")
-            preds_norm = []
-        if builtin != "winogrande" and not partial:
-            t["pred_norm"] = "".join(preds_norm)
+        if kind != "partial":
+            t["pred"] = "".join(preds)
+            if builtin != "winogrande":
+                t["pred_norm"] = "".join(preds_norm)
         t["items"] = items
-        # lm-eval's aggregate must equal the mean of its per-item scores
-        assert partial or abs(t["acc"] - sum(r["acc"] for r in samples) / n) < 1e-12
         gold["tasks"][builtin] = t
-        gold.setdefault("versions", info["versions"])
-        gold.setdefault("commands", []).append(info["command"])
+        gold.setdefault("versions", infos[0]["versions"])
+        gold.setdefault("commands", []).extend(sorted({_short_cmd(i["command"]) for i in infos}))
         print(f"extract: {builtin}: n={n} " + " ".join(
             f"{m}={t[m]:.4f}±{t[m + '_stderr']:.4f}" for m in ("acc", "acc_norm") if m in t) +
-            (" (partial)" if partial else "") +
-            f" wall={t['wall_s']}s")
+            f" ({kind}) wall={t['wall_s']}s")
     _dump(gold, GOLDEN)
     print("extract: wrote", GOLDEN, os.path.getsize(GOLDEN), "bytes")
 
@@ -369,6 +421,7 @@ def main():
     ap.add_argument("--tasks", default="keel_arc_easy,keel_piqa")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--batch-size", default="16")
+    ap.add_argument("--docs", default=None, help="A-B: only docs A..B-1 (lm-eval --samples)")
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for lm-eval (default 1)")
     args = ap.parse_args()
     steps = ["setup-hf", "check-prompts", "run", "extract", "requests"] if args.step == "all" else [args.step]
