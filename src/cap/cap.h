@@ -16,6 +16,8 @@
 //              outcome per item
 //   run.c      the same on the training forward (keel_cap_score_train, the
 //              reference the fast path is tested against)
+//   score_common.c  what both scorers share: requests, truncation, windows,
+//              acc/acc_norm, judging, argument checks (keel_cap_scorer)
 //   metrics.c  outcomes of a chosen item subset -> value, CI, standard error;
 //              answer normalisation, regex extraction, probe matching
 //   suite_eval.c  the public keel_suite_* API (include/keel.h) over the above
@@ -199,7 +201,7 @@ KEEL_INTERNAL keel_status keel_cap_score_train(const keel_cap_data *d, const str
 // the same context share its computation.
 KEEL_INTERNAL keel_status keel_cap_loglik_ctx(const struct keel_train_model *tm, struct keel_lora *lo,
                                               const keel_cap_request *req, int64_t n, double *ll, keel_err *err);
-// exact_match / probe verdict on a generation (run.c): *pass = 1 or 0.
+// exact_match / probe verdict on a generation (score_common.c): *pass = 1 or 0.
 KEEL_INTERNAL keel_status keel_cap_judge(const keel_cap_spec *spec, const keel_cap_item *it, const char *text,
                                          double *pass, keel_err *err);
 KEEL_INTERNAL void keel_cap_outcomes_free(keel_cap_outcome *o, int64_t n); // frees text only
@@ -209,6 +211,59 @@ KEEL_INTERNAL void keel_cap_outcomes_free(keel_cap_outcome *o, int64_t n); // fr
 // tests and parity checks (per-request numbers to compare with other tools).
 KEEL_INTERNAL keel_status keel_cap_loglik(const struct keel_train_model *tm, struct keel_lora *lo,
                                           const keel_cap_request *req, int64_t n, double *ll, keel_err *err);
+
+// ---- score_common.c: the scorers' shared rules -------------------------------------
+
+// A scored span: input tokens tok[0..T) (tok[T] exists: the last target);
+// positions [T - n_sc, T) are scored against tok[pos + 1].
+typedef struct keel_cap_span {
+    const int32_t *tok;
+    int32_t T, n_sc;
+} keel_cap_span;
+
+// How one scorer runs (score_ctx.c: inference forward; run.c: training forward).
+typedef struct keel_cap_scorer {
+    // res[i] = the summed log probability of s[i]'s scored tokens; group[i]
+    // (consecutive; NULL: one group per span) marks spans of one item.
+    keel_status (*spans)(const struct keel_train_model *tm, struct keel_lora *lo, const keel_cap_span *s,
+                         const int64_t *group, int64_t n, double *res, keel_err *err);
+    // exact_match / probe: generate and judge each listed item (out zeroed).
+    keel_status (*gen)(const struct keel_cap_scorer *sc, const keel_cap_data *d, const struct keel_train_model *tm,
+                       struct keel_lora *lo, const int64_t *items, int64_t n_items, keel_cap_outcome *out,
+                       keel_err *err);
+    // reject out-of-vocabulary tokens and an adapter attached to another
+    // model up front (the inference forward reads them unchecked)
+    bool check_inputs;
+} keel_cap_scorer;
+
+// keel_cap_score / keel_cap_score_train: argument checks, out zeroed, then
+// multiple choice and perplexity by the shared rules over sc->spans,
+// generation by sc->gen.
+KEEL_INTERNAL keel_status keel_cap_score_with(const keel_cap_scorer *sc, const keel_cap_data *d,
+                                              const struct keel_train_model *tm, struct keel_lora *lo,
+                                              const int64_t *items, int64_t n_items, keel_cap_outcome *out,
+                                              keel_err *err);
+// Log-likelihoods of req[0..n) (group as in spans): ctx + cont joined,
+// left-truncated to n_ctx_train + 1 tokens, the last dropped (lm-eval).
+KEEL_INTERNAL keel_status keel_cap_loglik_with(const keel_cap_scorer *sc, const struct keel_train_model *tm,
+                                               struct keel_lora *lo, const keel_cap_request *const *req,
+                                               const int64_t *group, int64_t n, double *ll, keel_err *err);
+// Generation: check its prompt (empty; out-of-vocabulary when
+// sc->check_inputs) and give the tokens kept (its last min(n_prompt, keep)).
+KEEL_INTERNAL keel_status keel_cap_gen_prompt(const keel_cap_scorer *sc, const keel_cap_spec *spec,
+                                              const struct keel_train_model *tm, const keel_cap_item *it,
+                                              int32_t keep, int32_t *n_prompt, keel_err *err);
+// Generation: detokenize gen[0..n_gen) into o->text, o->n = 1, o->a = verdict.
+KEEL_INTERNAL keel_status keel_cap_gen_outcome(const keel_cap_spec *spec, const struct keel_train_model *tm,
+                                               const keel_cap_item *it, const int32_t *gen, int32_t n_gen,
+                                               keel_cap_outcome *o, keel_err *err);
+// log sum_j exp(l[j] - max) over one row of V logits, in double; *mx = max.
+KEEL_INTERNAL double keel_cap_log_sum_exp(const float *l, int64_t V, double *mx);
+// KEEL_ERR_INVALID naming what when a token is outside tm's vocabulary.
+KEEL_INTERNAL keel_status keel_cap_check_tokens(const struct keel_train_model *tm, const int32_t *t, int64_t n,
+                                                const char *what, keel_err *err);
+KEEL_INTERNAL keel_status keel_cap_check_lora(const struct keel_train_model *tm, const struct keel_lora *lo,
+                                              keel_err *err);
 
 // ---- metrics.c -----------------------------------------------------------------
 

@@ -54,11 +54,9 @@ static int row_cmp(const void *a, const void *b) {
 
 // log p(target | position) from one row of logits, in double.
 static double log_prob(const float *l, int64_t V, int32_t target) {
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < V; j++) mx = l[j] > mx ? l[j] : mx;
-    double s = 0;
-    for (int64_t j = 0; j < V; j++) s += exp((double)l[j] - (double)mx);
-    return (double)l[target] - (double)mx - log(s);
+    double mx;
+    double lse = keel_cap_log_sum_exp(l, V, &mx);
+    return (double)l[target] - mx - lse;
 }
 
 // Lexicographic order of the rows' input tokens (a prefix sorts right
@@ -204,166 +202,19 @@ done:
     return st;
 }
 
-// ---------------------------------------------------------------- multiple choice
+// ---------------------------------------------------------------- spans
 
-// ll[i] = log p(req[i]->cont | req[i]->ctx) for n requests (pointers).
-static keel_status loglik(const keel_train_model *tm, keel_lora *lo, const keel_cap_request *const *req, int64_t n,
-                          double *ll, keel_err *err) {
-    const int64_t max_len = (int64_t)tm->m->desc.n_ctx_train + 1; // lm-eval: max_length + 1 tokens, last dropped
+// The scorer's spans on the training forward (group unused: run_rows finds
+// shared prefixes itself).
+static keel_status score_spans(const keel_train_model *tm, keel_lora *lo, const keel_cap_span *s,
+                               const int64_t *group, int64_t n, double *res, keel_err *err) {
+    (void)group;
     row *rows = keel_calloc(n ? (size_t)n : 1, sizeof *rows);
-    int32_t **joined = keel_calloc(n ? (size_t)n : 1, sizeof *joined);
-    keel_status st = KEEL_OK;
-    if (!rows || !joined) {
-        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "log-likelihoods: out of memory");
-        goto done;
-    }
-    for (int64_t i = 0; i < n; i++) {
-        const keel_cap_request *q = req[i];
-        int64_t len = (int64_t)q->n_ctx + q->n_cont;
-        if (q->n_cont < 1 || len < 2) {
-            st = KEEL_FAIL(err, KEEL_ERR_INVALID, "log-likelihood request %lld has %s", (long long)i,
-                           q->n_cont < 1 ? "no continuation tokens" : "no context token to condition on");
-            goto done;
-        }
-        int32_t *full = keel_malloc((size_t)len * sizeof *full);
-        if (!full) {
-            st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "log-likelihoods: out of memory");
-            goto done;
-        }
-        memcpy(full, q->ctx, (size_t)q->n_ctx * sizeof *full);
-        memcpy(full + q->n_ctx, q->cont, (size_t)q->n_cont * sizeof *full);
-        joined[i] = full;
-        int64_t skip = len > max_len ? len - max_len : 0; // left truncation
-        int32_t T = (int32_t)(len - skip - 1);
-        int32_t n_sc = q->n_cont < T ? q->n_cont : T;
-        rows[i] = (row){full + skip, T, full + len - n_sc, n_sc, i};
-    }
-    st = run_rows(tm, lo, rows, n, ll, err);
-done:
-    if (joined)
-        for (int64_t i = 0; i < n; i++) free(joined[i]);
-    free(joined);
+    if (!rows) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability scoring: out of memory");
+    for (int64_t i = 0; i < n; i++)
+        rows[i] = (row){s[i].tok, s[i].T, s[i].tok + s[i].T - s[i].n_sc + 1, s[i].n_sc, i};
+    keel_status st = run_rows(tm, lo, rows, n, res, err);
     free(rows);
-    return st;
-}
-
-keel_status keel_cap_loglik(const keel_train_model *tm, keel_lora *lo, const keel_cap_request *req, int64_t n,
-                            double *ll, keel_err *err) {
-    if (!tm || n < 0 || (n && (!req || !ll))) return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_loglik: NULL argument");
-    const keel_cap_request **p = keel_calloc(n ? (size_t)n : 1, sizeof *p);
-    if (!p) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "log-likelihoods: out of memory");
-    for (int64_t i = 0; i < n; i++) p[i] = &req[i];
-    keel_status st = loglik(tm, lo, p, n, ll, err);
-    free(p);
-    return st;
-}
-
-static keel_status score_mc(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo, const int64_t *items,
-                            int64_t n_items, keel_cap_outcome *out, keel_err *err) {
-    int64_t n_req = 0;
-    for (int64_t k = 0; k < n_items; k++) {
-        const keel_cap_item *it = &d->items[items ? items[k] : k];
-        if (it->n_req < 1 || it->gold < 0 || it->gold >= it->n_req || it->req0 < 0 || it->req0 + it->n_req > d->n_req)
-            return KEEL_FAIL(err, KEEL_ERR_INVALID, "capability '%s': %s:%lld: item without valid choices and gold",
-                             d->spec->name, d->spec->data, (long long)it->line);
-        n_req += it->n_req;
-    }
-    const keel_cap_request **req = keel_calloc(n_req ? (size_t)n_req : 1, sizeof *req);
-    double *ll = keel_calloc(n_req ? (size_t)n_req : 1, sizeof *ll);
-    keel_status st = KEEL_OK;
-    if (!req || !ll) {
-        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability '%s': out of memory", d->spec->name);
-        goto done;
-    }
-    int64_t nr = 0;
-    for (int64_t k = 0; k < n_items; k++) {
-        const keel_cap_item *it = &d->items[items ? items[k] : k];
-        for (int32_t j = 0; j < it->n_req; j++) req[nr++] = &d->req[it->req0 + j];
-    }
-    st = loglik(tm, lo, req, n_req, ll, err);
-    if (st) {
-        if (err && !strncmp(err->msg, "log-likelihood request", 22)) {
-            keel_err e2 = *err;
-            st = KEEL_FAIL(err, st, "capability '%s' (%s): %s", d->spec->name, d->spec->data, e2.msg);
-        }
-        goto done;
-    }
-    nr = 0;
-    for (int64_t k = 0; k < n_items; k++) {
-        const keel_cap_item *it = &d->items[items ? items[k] : k];
-        int32_t best = 0, best_n = 0;
-        double bn = -INFINITY;
-        for (int32_t j = 0; j < it->n_req; j++) {
-            double v = ll[nr + j];
-            int32_t len = d->choice_len ? d->choice_len[it->req0 + j] : 1;
-            double vn = v / (len > 0 ? len : 1);
-            if (v > ll[nr + best]) best = j; // strict: ties go to the first maximum
-            if (j == 0 || vn > bn) bn = vn, best_n = j;
-        }
-        out[k].a = best == it->gold;
-        out[k].b = best_n == it->gold;
-        out[k].n = 1;
-        out[k].text = NULL;
-        nr += it->n_req;
-    }
-done:
-    free(req);
-    free(ll);
-    return st;
-}
-
-// ---------------------------------------------------------------- perplexity
-
-static keel_status score_ppl(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo, const int64_t *items,
-                             int64_t n_items, keel_cap_outcome *out, keel_err *err) {
-    int64_t W = d->spec->window;
-    if (W > tm->m->desc.n_ctx_train) W = tm->m->desc.n_ctx_train;
-    if (W < 2) W = 2;
-    int64_t n_rows = 0;
-    for (int64_t k = 0; k < n_items; k++) {
-        const keel_cap_item *it = &d->items[items ? items[k] : k];
-        for (int64_t s = 0; s < it->n_tokens; s += W)
-            if ((it->n_tokens - s < W ? it->n_tokens - s : W) >= 2) n_rows++;
-    }
-    row *rows = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *rows);
-    double *lp = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *lp);
-    int64_t *owner = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *owner);
-    keel_status st = KEEL_OK;
-    if (!rows || !lp || !owner) {
-        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability '%s': out of memory", d->spec->name);
-        goto done;
-    }
-    int64_t nr = 0;
-    for (int64_t k = 0; k < n_items; k++) {
-        const keel_cap_item *it = &d->items[items ? items[k] : k];
-        out[k] = (keel_cap_outcome){0};
-        for (int64_t s = 0; s < it->n_tokens; s += W) {
-            int64_t len = it->n_tokens - s < W ? it->n_tokens - s : W;
-            if (len < 2) continue;
-            rows[nr] = (row){it->tokens + s, (int32_t)(len - 1), it->tokens + s + 1, (int32_t)(len - 1), nr};
-            owner[nr++] = k;
-        }
-    }
-    st = run_rows(tm, lo, rows, n_rows, lp, err);
-    if (st) goto done;
-    // windows were numbered in document order: sum them in that order
-    for (int64_t r = 0; r < n_rows; r++) {
-        keel_cap_outcome *o = &out[owner[r]];
-        o->a -= lp[r];
-    }
-    for (int64_t k = 0; k < n_items; k++) {
-        const keel_cap_item *it = &d->items[items ? items[k] : k];
-        int64_t cnt = 0;
-        for (int64_t s = 0; s < it->n_tokens; s += W) {
-            int64_t len = it->n_tokens - s < W ? it->n_tokens - s : W;
-            if (len >= 2) cnt += len - 1;
-        }
-        out[k].n = cnt;
-    }
-done:
-    free(rows);
-    free(lp);
-    free(owner);
     return st;
 }
 
@@ -380,36 +231,9 @@ static int gen_cmp(const void *a, const void *b) {
     return x->k < y->k ? -1 : x->k > y->k;
 }
 
-static keel_status judge(const keel_cap_spec *spec, const keel_cap_item *it, const char *text, double *pass,
-                         keel_err *err) {
-    if (spec->kind == KEEL_CAP_PROBE) {
-        bool m = false;
-        keel_status st = keel_cap_probe_match(spec, text, &m, err);
-        if (st) return st;
-        *pass = m == spec->expect_match;
-        return KEEL_OK;
-    }
-    char *cand = NULL;
-    if (spec->extract) {
-        keel_status st = keel_cap_extract(spec, text, &cand, err);
-        if (st) return st;
-        if (!cand) { // no match: wrong
-            *pass = 0;
-            return KEEL_OK;
-        }
-    } else if (!(cand = keel_strdup(text))) {
-        return KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability '%s': out of memory", spec->name);
-    }
-    keel_cap_normalize(spec, cand);
-    *pass = 0;
-    for (int32_t j = 0; j < it->n_answers; j++)
-        if (it->answers[j] && !strcmp(cand, it->answers[j])) *pass = 1;
-    free(cand);
-    return KEEL_OK;
-}
-
-static keel_status score_gen(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo, const int64_t *items,
-                             int64_t n_items, keel_cap_outcome *out, keel_err *err) {
+static keel_status score_gen(const keel_cap_scorer *sc, const keel_cap_data *d, const keel_train_model *tm,
+                             keel_lora *lo, const int64_t *items, int64_t n_items, keel_cap_outcome *out,
+                             keel_err *err) {
     const keel_cap_spec *spec = d->spec;
     const int32_t max_new = spec->max_new_tokens;
     const int64_t n_ctx = tm->m->desc.n_ctx_train;
@@ -426,13 +250,10 @@ static keel_status score_gen(const keel_cap_data *d, const keel_train_model *tm,
     }
     for (int64_t k = 0; k < n_items; k++) {
         const keel_cap_item *it = &d->items[items ? items[k] : k];
-        if (it->n_prompt < 1) {
-            st = KEEL_FAIL(err, KEEL_ERR_INVALID, "capability '%s': %s:%lld: empty prompt", spec->name, spec->data,
-                           (long long)it->line);
-            goto done;
-        }
-        ord[k] = (gen_ord){it->n_prompt < keep ? it->n_prompt : keep, k};
-        out[k] = (keel_cap_outcome){0};
+        int32_t np = 0;
+        st = keel_cap_gen_prompt(sc, spec, tm, it, keep, &np, err);
+        if (st) goto done;
+        ord[k] = (gen_ord){np, k};
     }
     qsort(ord, (size_t)n_items, sizeof *ord, gen_cmp);
     for (int64_t g0 = 0; g0 < n_items;) {
@@ -455,13 +276,7 @@ static keel_status score_gen(const keel_cap_data *d, const keel_train_model *tm,
         if (st) goto done;
         for (int32_t r = 0; r < nb; r++) {
             int64_t k = ord[g0 + r].k;
-            const keel_cap_item *it = &d->items[items ? items[k] : k];
-            char *text = NULL;
-            st = keel_detokenize(tm->m->tok, outs[r], (size_t)n_out[r], false, &text, err);
-            if (st) goto done;
-            out[k].text = text;
-            out[k].n = 1;
-            st = judge(spec, it, text, &out[k].a, err);
+            st = keel_cap_gen_outcome(spec, tm, &d->items[items ? items[k] : k], outs[r], n_out[r], &out[k], err);
             if (st) goto done;
         }
         g0 += nb;
@@ -474,39 +289,22 @@ done:
 
 // ---------------------------------------------------------------- public
 
-keel_status keel_cap_score_train(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo,
-                                 const int64_t *items, int64_t n_items, keel_cap_outcome *out, keel_err *err) {
-    if (!d || !d->spec || !tm || (n_items > 0 && !out) || n_items < 0)
-        return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_score: NULL argument");
-    if (!items && n_items > d->n_items)
-        return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_score: %lld items asked, %lld loaded", (long long)n_items,
-                         (long long)d->n_items);
-    for (int64_t k = 0; items && k < n_items; k++)
-        if (items[k] < 0 || items[k] >= d->n_items)
-            return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_score: item %lld out of range (%lld loaded)",
-                             (long long)items[k], (long long)d->n_items);
-    for (int64_t k = 0; k < n_items; k++) out[k] = (keel_cap_outcome){0};
-    if (n_items == 0) return KEEL_OK;
-    keel_status st;
-    switch (d->spec->kind) {
-    case KEEL_CAP_MULTIPLE_CHOICE: st = score_mc(d, tm, lo, items, n_items, out, err); break;
-    case KEEL_CAP_PERPLEXITY: st = score_ppl(d, tm, lo, items, n_items, out, err); break;
-    case KEEL_CAP_EXACT_MATCH:
-    case KEEL_CAP_PROBE: st = score_gen(d, tm, lo, items, n_items, out, err); break;
-    default: st = KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_score: unknown capability kind %d", (int)d->spec->kind);
-    }
-    if (st) keel_cap_outcomes_free(out, n_items);
+// check_inputs off: the training forward rejects out-of-vocabulary tokens
+// itself, and this path never checked the adapter's model (kept as it was).
+static const keel_cap_scorer train_scorer = {score_spans, score_gen, false};
+
+keel_status keel_cap_loglik(const keel_train_model *tm, keel_lora *lo, const keel_cap_request *req, int64_t n,
+                            double *ll, keel_err *err) {
+    if (!tm || n < 0 || (n && (!req || !ll))) return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_loglik: NULL argument");
+    const keel_cap_request **p = keel_calloc(n ? (size_t)n : 1, sizeof *p);
+    if (!p) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "log-likelihoods: out of memory");
+    for (int64_t i = 0; i < n; i++) p[i] = &req[i];
+    keel_status st = keel_cap_loglik_with(&train_scorer, tm, lo, p, NULL, n, ll, err);
+    free(p);
     return st;
 }
 
-void keel_cap_outcomes_free(keel_cap_outcome *o, int64_t n) {
-    for (int64_t i = 0; o && i < n; i++) {
-        free(o[i].text);
-        o[i].text = NULL;
-    }
-}
-
-keel_status keel_cap_judge(const keel_cap_spec *spec, const keel_cap_item *it, const char *text, double *pass,
-                           keel_err *err) {
-    return judge(spec, it, text, pass, err);
+keel_status keel_cap_score_train(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo,
+                                 const int64_t *items, int64_t n_items, keel_cap_outcome *out, keel_err *err) {
+    return keel_cap_score_with(&train_scorer, d, tm, lo, items, n_items, out, err);
 }

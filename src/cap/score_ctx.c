@@ -17,7 +17,8 @@
 // keel_model view whose linears/norms point at tm's views, so trainable fp32
 // tensors of full fine-tuning count) plus lo (a live keel_lora: its A/B in
 // tm->p.w, B transposed afresh on every call). Requests, truncation, windows,
-// sums in double, acc/acc_norm and judging are run.c's (see its header).
+// sums in double, acc/acc_norm and judging are score_common.c's, shared
+// with run.c (rules: run.c's header); this file supplies ctx_scorer.
 // Numerics: the batched matmul kernels differ from the training forward's
 // (and one-token decode from batched) by float rounding (~1e-5 relative on
 // logits); the model's matmul_precision applies (FP32 by default). Batches
@@ -191,15 +192,8 @@ static keel_status run_work(sctx *s, wseg *w, int64_t n_w, bool lse, row_fn fn, 
             const int nthr = s->view.n_threads > 0 ? s->view.n_threads : 1;
             (void)nthr;
 KEEL_OMP(parallel for num_threads(nthr) schedule(static) if(nr > 1 && nthr > 1))
-            for (int32_t k = 0; k < nr; k++) { // run.c's log_prob, split: max, then the sum
-                const float *l = s->logits + (size_t)k * (size_t)V;
-                float mx = -INFINITY;
-                for (int64_t j = 0; j < V; j++) mx = l[j] > mx ? l[j] : mx;
-                double sum = 0;
-                for (int64_t j = 0; j < V; j++) sum += exp((double)l[j] - (double)mx);
-                s->mx[k] = mx;
-                s->ls[k] = log(sum);
-            }
+            for (int32_t k = 0; k < nr; k++) // run.c's log_prob, split: max and log sum, then the target
+                s->ls[k] = keel_cap_log_sum_exp(s->logits + (size_t)k * (size_t)V, V, &s->mx[k]);
         }
         for (int32_t k = 0; k < nr; k++) {
             keel_status st = fn(ud, w[s->rid[k]].id, s->rpos[k], s->logits + (size_t)k * (size_t)V,
@@ -359,70 +353,29 @@ done:
     return st;
 }
 
-static keel_status check_tokens(const keel_train_model *tm, const int32_t *t, int64_t n, const char *what,
-                                keel_err *err) {
-    for (int64_t i = 0; i < n; i++)
-        if (t[i] < 0 || t[i] >= tm->m->desc.n_vocab)
-            return KEEL_FAIL(err, KEEL_ERR_INVALID, "%s: token %d at index %lld is outside the vocabulary [0, %d)",
-                             what, (int)t[i], (long long)i, (int)tm->m->desc.n_vocab);
-    return KEEL_OK;
-}
-
-// run.c's loglik on the fast path: req[i] (pointers) in group group[i]
-// (consecutive; NULL: one group per request).
-static keel_status loglik(const keel_train_model *tm, keel_lora *lo, const keel_cap_request *const *req,
-                          const int64_t *group, int64_t n, double *ll, keel_err *err) {
-    const int64_t max_len = (int64_t)tm->m->desc.n_ctx_train + 1; // lm-eval: max_length + 1 tokens, last dropped
+// The scorer's spans on the inference forward; group[i] (NULL: i) groups
+// the requests that share their common prefix.
+static keel_status score_spans(const keel_train_model *tm, keel_lora *lo, const keel_cap_span *s,
+                               const int64_t *group, int64_t n, double *res, keel_err *err) {
     sreq *q = keel_calloc(n ? (size_t)n : 1, sizeof *q);
-    int32_t **joined = keel_calloc(n ? (size_t)n : 1, sizeof *joined);
-    keel_status st = KEEL_OK;
-    if (!q || !joined) {
-        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "log-likelihoods: out of memory");
-        goto done;
-    }
-    for (int64_t i = 0; i < n; i++) {
-        const keel_cap_request *r = req[i];
-        int64_t len = (int64_t)r->n_ctx + r->n_cont;
-        if (r->n_cont < 1 || len < 2) {
-            st = KEEL_FAIL(err, KEEL_ERR_INVALID, "log-likelihood request %lld has %s", (long long)i,
-                           r->n_cont < 1 ? "no continuation tokens" : "no context token to condition on");
-            goto done;
-        }
-        int32_t *full = keel_malloc((size_t)len * sizeof *full);
-        if (!full) {
-            st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "log-likelihoods: out of memory");
-            goto done;
-        }
-        memcpy(full, r->ctx, (size_t)r->n_ctx * sizeof *full);
-        memcpy(full + r->n_ctx, r->cont, (size_t)r->n_cont * sizeof *full);
-        joined[i] = full;
-        st = check_tokens(tm, full, len, "log-likelihood request", err);
-        if (st) goto done;
-        int64_t skip = len > max_len ? len - max_len : 0; // left truncation
-        int32_t T = (int32_t)(len - skip - 1);
-        int32_t n_sc = r->n_cont < T ? r->n_cont : T;
-        q[i] = (sreq){full + skip, T, n_sc, group ? group[i] : i};
-    }
-    st = score_reqs(tm, lo, q, n, ll, err);
-done:
-    if (joined)
-        for (int64_t i = 0; i < n; i++) keel_free(joined[i]);
-    keel_free(joined);
+    if (!q) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability scoring: out of memory");
+    for (int64_t i = 0; i < n; i++) q[i] = (sreq){s[i].tok, s[i].T, s[i].n_sc, group ? group[i] : i};
+    keel_status st = score_reqs(tm, lo, q, n, res, err);
     keel_free(q);
     return st;
 }
 
-static keel_status check_lora(const keel_train_model *tm, const keel_lora *lo, keel_err *err) {
-    if (lo && lo->tm != tm)
-        return KEEL_FAIL(err, KEEL_ERR_INVALID, "capability scoring: the LoRA adapter is attached to another model");
-    return KEEL_OK;
-}
+static keel_status score_gen(const keel_cap_scorer *sc, const keel_cap_data *d, const keel_train_model *tm,
+                             keel_lora *lo, const int64_t *items, int64_t n_items, keel_cap_outcome *out,
+                             keel_err *err);
+
+static const keel_cap_scorer ctx_scorer = {score_spans, score_gen, true};
 
 keel_status keel_cap_loglik_ctx(const keel_train_model *tm, keel_lora *lo, const keel_cap_request *req, int64_t n,
                                 double *ll, keel_err *err) {
     if (!tm || n < 0 || (n && (!req || !ll)))
         return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_loglik_ctx: NULL argument");
-    keel_status st = check_lora(tm, lo, err);
+    keel_status st = keel_cap_check_lora(tm, lo, err);
     if (st) return st;
     const keel_cap_request **p = keel_calloc(n ? (size_t)n : 1, sizeof *p);
     if (!p) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "log-likelihoods: out of memory");
@@ -438,112 +391,9 @@ keel_status keel_cap_loglik_ctx(const keel_train_model *tm, keel_lora *lo, const
                          !memcmp(req[i].ctx, req[i - 1].ctx, (size_t)req[i].n_ctx * sizeof *req[i].ctx)
                      ? grp[i - 1]
                      : i;
-    st = loglik(tm, lo, p, grp, n, ll, err);
+    st = keel_cap_loglik_with(&ctx_scorer, tm, lo, p, grp, n, ll, err);
     keel_free(grp);
     keel_free(p);
-    return st;
-}
-
-// ---------------------------------------------------------------- multiple choice
-
-static keel_status score_mc(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo, const int64_t *items,
-                            int64_t n_items, keel_cap_outcome *out, keel_err *err) {
-    int64_t n_req = 0;
-    for (int64_t k = 0; k < n_items; k++) {
-        const keel_cap_item *it = &d->items[items ? items[k] : k];
-        if (it->n_req < 1 || it->gold < 0 || it->gold >= it->n_req || it->req0 < 0 || it->req0 + it->n_req > d->n_req)
-            return KEEL_FAIL(err, KEEL_ERR_INVALID, "capability '%s': %s:%lld: item without valid choices and gold",
-                             d->spec->name, d->spec->data, (long long)it->line);
-        n_req += it->n_req;
-    }
-    const keel_cap_request **req = keel_calloc(n_req ? (size_t)n_req : 1, sizeof *req);
-    int64_t *grp = keel_calloc(n_req ? (size_t)n_req : 1, sizeof *grp);
-    double *ll = keel_calloc(n_req ? (size_t)n_req : 1, sizeof *ll);
-    keel_status st = KEEL_OK;
-    if (!req || !ll || !grp) {
-        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability '%s': out of memory", d->spec->name);
-        goto done;
-    }
-    int64_t nr = 0;
-    for (int64_t k = 0; k < n_items; k++) {
-        const keel_cap_item *it = &d->items[items ? items[k] : k];
-        for (int32_t j = 0; j < it->n_req; j++) grp[nr] = k, req[nr++] = &d->req[it->req0 + j];
-    }
-    st = loglik(tm, lo, req, grp, n_req, ll, err);
-    if (st) {
-        if (err && !strncmp(err->msg, "log-likelihood request", 22)) {
-            keel_err e2 = *err;
-            st = KEEL_FAIL(err, st, "capability '%s' (%s): %s", d->spec->name, d->spec->data, e2.msg);
-        }
-        goto done;
-    }
-    nr = 0;
-    for (int64_t k = 0; k < n_items; k++) { // run.c's rule: strict > keeps the first maximum
-        const keel_cap_item *it = &d->items[items ? items[k] : k];
-        int32_t best = 0, best_n = 0;
-        double bn = -INFINITY;
-        for (int32_t j = 0; j < it->n_req; j++) {
-            double v = ll[nr + j];
-            int32_t len = d->choice_len ? d->choice_len[it->req0 + j] : 1;
-            double vn = v / (len > 0 ? len : 1);
-            if (v > ll[nr + best]) best = j;
-            if (j == 0 || vn > bn) bn = vn, best_n = j;
-        }
-        out[k].a = best == it->gold;
-        out[k].b = best_n == it->gold;
-        out[k].n = 1;
-        out[k].text = NULL;
-        nr += it->n_req;
-    }
-done:
-    keel_free(req);
-    keel_free(grp);
-    keel_free(ll);
-    return st;
-}
-
-// ---------------------------------------------------------------- perplexity
-
-static keel_status score_ppl(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo, const int64_t *items,
-                             int64_t n_items, keel_cap_outcome *out, keel_err *err) {
-    int64_t W = d->spec->window;
-    if (W > tm->m->desc.n_ctx_train) W = tm->m->desc.n_ctx_train;
-    if (W < 2) W = 2;
-    int64_t n_rows = 0;
-    for (int64_t k = 0; k < n_items; k++) {
-        const keel_cap_item *it = &d->items[items ? items[k] : k];
-        for (int64_t s = 0; s < it->n_tokens; s += W)
-            if ((it->n_tokens - s < W ? it->n_tokens - s : W) >= 2) n_rows++;
-    }
-    sreq *q = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *q);
-    double *lp = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *lp);
-    int64_t *owner = keel_calloc(n_rows ? (size_t)n_rows : 1, sizeof *owner);
-    keel_status st = KEEL_OK;
-    if (!q || !lp || !owner) {
-        st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "capability '%s': out of memory", d->spec->name);
-        goto done;
-    }
-    int64_t nr = 0;
-    for (int64_t k = 0; k < n_items; k++) {
-        const keel_cap_item *it = &d->items[items ? items[k] : k];
-        out[k] = (keel_cap_outcome){0};
-        st = check_tokens(tm, it->tokens, it->n_tokens, d->spec->data, err);
-        if (st) goto done;
-        for (int64_t s = 0; s < it->n_tokens; s += W) {
-            int64_t len = it->n_tokens - s < W ? it->n_tokens - s : W;
-            if (len < 2) continue;
-            q[nr] = (sreq){it->tokens + s, (int32_t)(len - 1), (int32_t)(len - 1), nr};
-            owner[nr++] = k;
-        }
-    }
-    st = score_reqs(tm, lo, q, n_rows, lp, err);
-    if (st) goto done;
-    for (int64_t r = 0; r < n_rows; r++) out[owner[r]].a -= lp[r]; // windows in document order, as run.c
-    for (int64_t r = 0; r < n_rows; r++) out[owner[r]].n += q[r].n_sc;
-done:
-    keel_free(q);
-    keel_free(lp);
-    keel_free(owner);
     return st;
 }
 
@@ -576,8 +426,9 @@ static keel_status gen_row(void *ud, int64_t id, int32_t pos, const float *l, do
     return KEEL_OK;
 }
 
-static keel_status score_gen(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo, const int64_t *items,
-                             int64_t n_items, keel_cap_outcome *out, keel_err *err) {
+static keel_status score_gen(const keel_cap_scorer *sc, const keel_cap_data *d, const keel_train_model *tm,
+                             keel_lora *lo, const int64_t *items, int64_t n_items, keel_cap_outcome *out,
+                             keel_err *err) {
     const keel_cap_spec *spec = d->spec;
     const int32_t max_new = spec->max_new_tokens;
     const int64_t n_ctx = tm->m->desc.n_ctx_train;
@@ -587,14 +438,9 @@ static keel_status score_gen(const keel_cap_data *d, const keel_train_model *tm,
     const int32_t keep = (int32_t)(n_ctx - max_new); // prompt tokens kept (the last ones)
     int32_t max_span = 1;
     for (int64_t k = 0; k < n_items; k++) {
-        const keel_cap_item *it = &d->items[items ? items[k] : k];
-        out[k] = (keel_cap_outcome){0};
-        if (it->n_prompt < 1)
-            return KEEL_FAIL(err, KEEL_ERR_INVALID, "capability '%s': %s:%lld: empty prompt", spec->name, spec->data,
-                             (long long)it->line);
-        keel_status st = check_tokens(tm, it->prompt, it->n_prompt, spec->data, err);
+        int32_t np = 0;
+        keel_status st = keel_cap_gen_prompt(sc, spec, tm, &d->items[items ? items[k] : k], keep, &np, err);
         if (st) return st;
-        int32_t np = it->n_prompt < keep ? it->n_prompt : keep;
         if (np + max_new > max_span) max_span = np + max_new;
     }
     const int64_t G = n_items < SC_GEN_ITEMS ? n_items : SC_GEN_ITEMS;
@@ -636,13 +482,8 @@ static keel_status score_gen(const keel_cap_data *d, const keel_train_model *tm,
         }
         for (int32_t r = 0; r < nb; r++) {
             int64_t k = k0 + r;
-            const keel_cap_item *it = &d->items[items ? items[k] : k];
-            char *text = NULL;
-            st = keel_detokenize(tm->m->tok, seqp[r] + (len[r] - n_out[r]), (size_t)n_out[r], false, &text, err);
-            if (st) goto done;
-            out[k].text = text;
-            out[k].n = 1;
-            st = keel_cap_judge(spec, it, text, &out[k].a, err);
+            st = keel_cap_gen_outcome(spec, tm, &d->items[items ? items[k] : k], seqp[r] + (len[r] - n_out[r]),
+                                      n_out[r], &out[k], err);
             if (st) goto done;
         }
     }
@@ -656,26 +497,5 @@ done:
 
 keel_status keel_cap_score(const keel_cap_data *d, const keel_train_model *tm, keel_lora *lo, const int64_t *items,
                            int64_t n_items, keel_cap_outcome *out, keel_err *err) {
-    if (!d || !d->spec || !tm || (n_items > 0 && !out) || n_items < 0)
-        return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_score: NULL argument");
-    if (!items && n_items > d->n_items)
-        return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_score: %lld items asked, %lld loaded", (long long)n_items,
-                         (long long)d->n_items);
-    for (int64_t k = 0; items && k < n_items; k++)
-        if (items[k] < 0 || items[k] >= d->n_items)
-            return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_score: item %lld out of range (%lld loaded)",
-                             (long long)items[k], (long long)d->n_items);
-    for (int64_t k = 0; k < n_items; k++) out[k] = (keel_cap_outcome){0};
-    if (n_items == 0) return KEEL_OK;
-    keel_status st = check_lora(tm, lo, err);
-    if (st) return st;
-    switch (d->spec->kind) {
-    case KEEL_CAP_MULTIPLE_CHOICE: st = score_mc(d, tm, lo, items, n_items, out, err); break;
-    case KEEL_CAP_PERPLEXITY: st = score_ppl(d, tm, lo, items, n_items, out, err); break;
-    case KEEL_CAP_EXACT_MATCH:
-    case KEEL_CAP_PROBE: st = score_gen(d, tm, lo, items, n_items, out, err); break;
-    default: st = KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_score: unknown capability kind %d", (int)d->spec->kind);
-    }
-    if (st) keel_cap_outcomes_free(out, n_items);
-    return st;
+    return keel_cap_score_with(&ctx_scorer, d, tm, lo, items, n_items, out, err);
 }
