@@ -8,6 +8,7 @@
 // Keys, defaults and their meaning: docs/eval.md. Regexes (extract, pattern)
 // are compiled here once so a bad one is reported with its line.
 #include "cap/cap.h"
+#include "io/io.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
@@ -90,59 +91,7 @@ static keel_status failk(keel_err *err, cloc l, int idx, const char *key, const 
     return KEEL_FAIL(err, KEEL_ERR_INVALID, "%s: key '%s': %s", l.file, path, what);
 }
 
-static int edit_distance(const char *a, const char *b) {
-    size_t na = strlen(a), nb = strlen(b);
-    if (na > 40 || nb > 40) return 99;
-    int d[41][41];
-    for (size_t i = 0; i <= na; i++) d[i][0] = (int)i;
-    for (size_t j = 0; j <= nb; j++) d[0][j] = (int)j;
-    for (size_t i = 1; i <= na; i++)
-        for (size_t j = 1; j <= nb; j++) {
-            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
-            d[i][j] = c;
-        }
-    return d[na][nb];
-}
-
-static void did_you_mean(const char *got, const char *const *cands, int n, char *out, size_t cap) {
-    out[0] = 0;
-    int best = 99;
-    const char *bestc = NULL;
-    for (int i = 0; i < n && cands[i]; i++) {
-        int dd = edit_distance(got, cands[i]);
-        if (dd < best) best = dd, bestc = cands[i];
-    }
-    int lim = (int)strlen(got) / 3;
-    if (lim < 2) lim = 2;
-    if (bestc && best <= lim) snprintf(out, cap, " (did you mean '%s'?)", bestc);
-}
-
 // ---------------------------------------------------------------- scalars
-
-static bool is_null(const yaml_node_t *n) {
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return false;
-    const char *v = (const char *)n->data.scalar.value;
-    return !*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL");
-}
-
-static const char *what_node(const yaml_node_t *n) {
-    switch (n->type) {
-    case YAML_MAPPING_NODE: return "a mapping";
-    case YAML_SEQUENCE_NODE: return "a list";
-    default: return n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? "a plain scalar" : "a quoted string";
-    }
-}
-
-static const char *shown(const yaml_node_t *n, char *buf, size_t cap) {
-    size_t len = n->data.scalar.length, j = 0;
-    const unsigned char *v = n->data.scalar.value;
-    for (size_t i = 0; i < len && j + 4 < cap; i++) buf[j++] = (v[i] < 0x20 || v[i] == 0x7f) ? '?' : (char)v[i];
-    if (len > 0 && j + 4 >= cap) { buf[j++] = '.'; buf[j++] = '.'; buf[j++] = '.'; }
-    buf[j] = 0;
-    return buf;
-}
 
 // A finite decimal number (no hex, inf, nan, spaces).
 static bool num_text(const char *s, size_t len, double *out) {
@@ -161,31 +110,19 @@ static bool num_text(const char *s, size_t len, double *out) {
     return true;
 }
 
+// Null scalars, numbers, node kinds and did-you-mean: io/yaml_util.c (shared
+// with job/job.c). A number here is at most 63 characters (num_text's buffer)
+// and an integer's magnitude at most INT64_MAX, as this file always read them.
 static bool plain_number(const yaml_node_t *n, double *out) {
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return false;
-    return num_text((const char *)n->data.scalar.value, n->data.scalar.length, out);
+    return n->type == YAML_SCALAR_NODE && n->data.scalar.length < 64 && keel_yaml_double(n, out);
 }
 
 static bool plain_int(const yaml_node_t *n, int64_t *out) {
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return false;
-    const char *s = (const char *)n->data.scalar.value;
-    if (strlen(s) != n->data.scalar.length) return false;
-    const char *p = s;
-    bool neg = false;
-    if (*p == '+' || *p == '-') neg = *p++ == '-';
-    if (!*p) return false;
-    int64_t v = 0;
-    for (; *p; p++) {
-        if (*p < '0' || *p > '9') return false;
-        if (v > (INT64_MAX - (*p - '0')) / 10) return false;
-        v = v * 10 + (*p - '0');
-    }
-    *out = neg ? -v : v;
-    return true;
+    return keel_yaml_int(n, true, out, NULL) && *out != INT64_MIN;
 }
 
 static keel_status get_str(const yaml_node_t *n, cloc l, int idx, const char *key, const char **out, keel_err *err) {
-    if (n->type != YAML_SCALAR_NODE) return failk(err, l, idx, key, "expected a string, got %s", what_node(n));
+    if (n->type != YAML_SCALAR_NODE) return failk(err, l, idx, key, "expected a string, got %s", keel_yaml_kind(n));
     const char *v = (const char *)n->data.scalar.value;
     if (strlen(v) != n->data.scalar.length) return failk(err, l, idx, key, "string contains a NUL byte");
     if (!*v) return failk(err, l, idx, key, "must not be empty");
@@ -196,7 +133,7 @@ static keel_status get_str(const yaml_node_t *n, cloc l, int idx, const char *ke
 static keel_status get_enum(const yaml_node_t *n, cloc l, int idx, const char *key, const char *const *names,
                             int *out, keel_err *err) {
     char sb[80];
-    if (n->type != YAML_SCALAR_NODE) return failk(err, l, idx, key, "expected a name, got %s", what_node(n));
+    if (n->type != YAML_SCALAR_NODE) return failk(err, l, idx, key, "expected a name, got %s", keel_yaml_kind(n));
     const char *v = (const char *)n->data.scalar.value;
     int cnt = 0;
     while (names[cnt]) cnt++;
@@ -210,8 +147,8 @@ static keel_status get_enum(const yaml_node_t *n, cloc l, int idx, const char *k
         strncat(all, j ? ", " : "", sizeof all - strlen(all) - 1);
         strncat(all, names[j], sizeof all - strlen(all) - 1);
     }
-    did_you_mean(v, names, cnt, dym, sizeof dym);
-    return failk(err, l, idx, key, "unknown value '%s'%s; expected one of: %s", shown(n, sb, sizeof sb), dym, all);
+    keel_did_you_mean(v, names, cnt, dym, sizeof dym);
+    return failk(err, l, idx, key, "unknown value '%s'%s; expected one of: %s", keel_yaml_shown(n, sb, sizeof sb), dym, all);
 }
 
 static keel_status get_int(const yaml_node_t *n, cloc l, int idx, const char *key, int64_t lo, int64_t hi,
@@ -220,8 +157,8 @@ static keel_status get_int(const yaml_node_t *n, cloc l, int idx, const char *ke
     int64_t v;
     if (!plain_int(n, &v)) {
         if (n->type == YAML_SCALAR_NODE)
-            return failk(err, l, idx, key, "expected an integer, got '%s'", shown(n, sb, sizeof sb));
-        return failk(err, l, idx, key, "expected an integer, got %s", what_node(n));
+            return failk(err, l, idx, key, "expected an integer, got '%s'", keel_yaml_shown(n, sb, sizeof sb));
+        return failk(err, l, idx, key, "expected an integer, got %s", keel_yaml_kind(n));
     }
     if (v < lo || v > hi) return failk(err, l, idx, key, "must be in [%lld, %lld], got %lld", (long long)lo, (long long)hi, (long long)v);
     *out = v;
@@ -231,8 +168,8 @@ static keel_status get_int(const yaml_node_t *n, cloc l, int idx, const char *ke
 static keel_status get_num(const yaml_node_t *n, cloc l, int idx, const char *key, double *out, keel_err *err) {
     char sb[80];
     if (!plain_number(n, out)) {
-        if (n->type == YAML_SCALAR_NODE) return failk(err, l, idx, key, "expected a number, got '%s'", shown(n, sb, sizeof sb));
-        return failk(err, l, idx, key, "expected a number, got %s", what_node(n));
+        if (n->type == YAML_SCALAR_NODE) return failk(err, l, idx, key, "expected a number, got '%s'", keel_yaml_shown(n, sb, sizeof sb));
+        return failk(err, l, idx, key, "expected a number, got %s", keel_yaml_kind(n));
     }
     return KEEL_OK;
 }
@@ -301,7 +238,7 @@ static keel_status parse_entry(keel_cap_spec *c, const char *file, yaml_document
     c->line = el.line;
     c->col = el.col;
     if (map->type != YAML_MAPPING_NODE)
-        return failk(err, el, idx, NULL, "expected a mapping (name:, type:, data:, ...), got %s", what_node(map));
+        return failk(err, el, idx, NULL, "expected a mapping (name:, type:, data:, ...), got %s", keel_yaml_kind(map));
     yaml_node_t *val[CK_N] = {0};
     cloc kloc[CK_N], vloc[CK_N];
     for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top; pr++) {
@@ -309,7 +246,7 @@ static keel_status parse_entry(keel_cap_spec *c, const char *file, yaml_document
         if (!kn || !vn) return KEEL_FAIL(err, KEEL_ERR_INVALID, "%s: malformed YAML document", file);
         cloc kl = at(file, kn);
         if (kn->type != YAML_SCALAR_NODE || strlen((const char *)kn->data.scalar.value) != kn->data.scalar.length)
-            return failk(err, kl, idx, NULL, "keys must be plain names, got %s", what_node(kn));
+            return failk(err, kl, idx, NULL, "keys must be plain names, got %s", keel_yaml_kind(kn));
         const char *k = (const char *)kn->data.scalar.value;
         int ki = 0;
         while (ki < CK_N && strcmp(ckeys[ki].name, k)) ki++;
@@ -317,7 +254,7 @@ static keel_status parse_entry(keel_cap_spec *c, const char *file, yaml_document
             const char *cands[CK_N];
             for (int i = 0; i < CK_N; i++) cands[i] = ckeys[i].name;
             char dym[80];
-            did_you_mean(k, cands, CK_N, dym, sizeof dym);
+            keel_did_you_mean(k, cands, CK_N, dym, sizeof dym);
             return failk(err, kl, idx, k, "unknown key%s", dym);
         }
         if (val[ki]) return failk(err, kl, idx, k, "duplicate key (first set on line %d)", kloc[ki].line);
@@ -328,7 +265,7 @@ static keel_status parse_entry(keel_cap_spec *c, const char *file, yaml_document
     keel_status st;
     int e;
     // type first: it decides which other keys belong
-    if (!val[CK_TYPE] || is_null(val[CK_TYPE]))
+    if (!val[CK_TYPE] || keel_yaml_is_null(val[CK_TYPE]))
         return failk(err, val[CK_TYPE] ? vloc[CK_TYPE] : el, idx, "type", "required: one of perplexity, exact_match, multiple_choice, probe");
     if ((st = get_enum(val[CK_TYPE], vloc[CK_TYPE], idx, "type", kind_names, &e, err))) return st;
     c->kind = (keel_cap_kind)e;
@@ -345,18 +282,18 @@ static keel_status parse_entry(keel_cap_spec *c, const char *file, yaml_document
         }
     }
     // name
-    if (!val[CK_NAME] || is_null(val[CK_NAME])) return failk(err, val[CK_NAME] ? vloc[CK_NAME] : el, idx, "name", "required");
+    if (!val[CK_NAME] || keel_yaml_is_null(val[CK_NAME])) return failk(err, val[CK_NAME] ? vloc[CK_NAME] : el, idx, "name", "required");
     const char *s;
     if ((st = get_str(val[CK_NAME], vloc[CK_NAME], idx, "name", &s, err))) return st;
     if (!name_ok(s)) return failk(err, vloc[CK_NAME], idx, "name", "'%.80s': use 1 to 63 of A-Z a-z 0-9 _ . -", s);
     if ((st = set_dup(&c->name, s, err))) return st;
     // data
-    if (!val[CK_DATA] || is_null(val[CK_DATA]))
+    if (!val[CK_DATA] || keel_yaml_is_null(val[CK_DATA]))
         return failk(err, val[CK_DATA] ? vloc[CK_DATA] : el, idx, "data", "required: the path of the capability's data file");
     if ((st = get_str(val[CK_DATA], vloc[CK_DATA], idx, "data", &s, err))) return st;
     if ((st = set_dup(&c->data, s, err))) return st;
     // task (default: jsonl; text for a .txt perplexity file)
-    if (val[CK_TASK] && !is_null(val[CK_TASK])) {
+    if (val[CK_TASK] && !keel_yaml_is_null(val[CK_TASK])) {
         if ((st = get_enum(val[CK_TASK], vloc[CK_TASK], idx, "task", task_names, &e, err))) return st;
         c->task = (keel_cap_task)e;
         if (c->task == KEEL_CAP_TASK_TEXT && c->kind != KEEL_CAP_PERPLEXITY)
@@ -368,23 +305,23 @@ static keel_status parse_entry(keel_cap_spec *c, const char *file, yaml_document
         c->task = KEEL_CAP_TASK_TEXT;
     }
     int64_t v;
-    if (val[CK_LIMIT] && !is_null(val[CK_LIMIT])) {
+    if (val[CK_LIMIT] && !keel_yaml_is_null(val[CK_LIMIT])) {
         if ((st = get_int(val[CK_LIMIT], vloc[CK_LIMIT], idx, "limit", 0, INT64_MAX / 2, &v, err))) return st;
         c->limit = v;
     }
-    if (val[CK_METRIC] && !is_null(val[CK_METRIC])) {
+    if (val[CK_METRIC] && !keel_yaml_is_null(val[CK_METRIC])) {
         if ((st = get_enum(val[CK_METRIC], vloc[CK_METRIC], idx, "metric", metric_names, &e, err))) return st;
         c->acc_norm = e == 1;
     }
-    if (val[CK_MAX_NEW] && !is_null(val[CK_MAX_NEW])) {
+    if (val[CK_MAX_NEW] && !keel_yaml_is_null(val[CK_MAX_NEW])) {
         if ((st = get_int(val[CK_MAX_NEW], vloc[CK_MAX_NEW], idx, "max_new_tokens", 1, MAX_NEW_LIMIT, &v, err))) return st;
         c->max_new_tokens = (int32_t)v;
     }
-    if (val[CK_CHAT] && !is_null(val[CK_CHAT])) {
+    if (val[CK_CHAT] && !keel_yaml_is_null(val[CK_CHAT])) {
         if ((st = get_enum(val[CK_CHAT], vloc[CK_CHAT], idx, "chat", chat_names, &e, err))) return st;
         c->chat = e - 1;
     }
-    if (val[CK_NORMALIZE] && !is_null(val[CK_NORMALIZE])) {
+    if (val[CK_NORMALIZE] && !keel_yaml_is_null(val[CK_NORMALIZE])) {
         yaml_node_t *n = val[CK_NORMALIZE];
         if (n->type == YAML_SCALAR_NODE) { // a single name
             if ((st = get_enum(n, vloc[CK_NORMALIZE], idx, "normalize", norm_names, &e, err))) return st;
@@ -402,63 +339,63 @@ static keel_status parse_entry(keel_cap_spec *c, const char *file, yaml_document
             }
             c->norm_case = seen[0], c->norm_space = seen[1], c->norm_punct = seen[2];
         } else {
-            return failk(err, vloc[CK_NORMALIZE], idx, "normalize", "expected a list like [case, whitespace, punctuation], got %s", what_node(n));
+            return failk(err, vloc[CK_NORMALIZE], idx, "normalize", "expected a list like [case, whitespace, punctuation], got %s", keel_yaml_kind(n));
         }
     }
-    if (val[CK_EXTRACT] && !is_null(val[CK_EXTRACT])) {
+    if (val[CK_EXTRACT] && !keel_yaml_is_null(val[CK_EXTRACT])) {
         if ((st = get_str(val[CK_EXTRACT], vloc[CK_EXTRACT], idx, "extract", &s, err))) return st;
         if ((st = check_regex(s, vloc[CK_EXTRACT], idx, "extract", err))) return st;
         if ((st = set_dup(&c->extract, s, err))) return st;
     }
     if (c->kind == KEEL_CAP_PROBE) {
-        if (!val[CK_PATTERN] || is_null(val[CK_PATTERN]))
+        if (!val[CK_PATTERN] || keel_yaml_is_null(val[CK_PATTERN]))
             return failk(err, val[CK_PATTERN] ? vloc[CK_PATTERN] : el, idx, "pattern", "required for a probe: the regular expression generations are matched against");
         if ((st = get_str(val[CK_PATTERN], vloc[CK_PATTERN], idx, "pattern", &s, err))) return st;
         if ((st = check_regex(s, vloc[CK_PATTERN], idx, "pattern", err))) return st;
         if ((st = set_dup(&c->pattern, s, err))) return st;
     }
-    if (val[CK_EXPECT] && !is_null(val[CK_EXPECT])) {
+    if (val[CK_EXPECT] && !keel_yaml_is_null(val[CK_EXPECT])) {
         if ((st = get_enum(val[CK_EXPECT], vloc[CK_EXPECT], idx, "expect", expect_names, &e, err))) return st;
         c->expect_match = e == 0;
     }
-    if (val[CK_WINDOW] && !is_null(val[CK_WINDOW])) {
+    if (val[CK_WINDOW] && !keel_yaml_is_null(val[CK_WINDOW])) {
         if ((st = get_int(val[CK_WINDOW], vloc[CK_WINDOW], idx, "window", 2, WINDOW_LIMIT, &v, err))) return st;
         c->window = (int32_t)v;
     }
-    if (val[CK_MAX_DROP] && !is_null(val[CK_MAX_DROP])) {
+    if (val[CK_MAX_DROP] && !keel_yaml_is_null(val[CK_MAX_DROP])) {
         yaml_node_t *n = val[CK_MAX_DROP];
         char sb[80];
         double d;
         if (n->type != YAML_SCALAR_NODE)
-            return failk(err, vloc[CK_MAX_DROP], idx, "max_drop", "expected a number or a percentage like 5%%, got %s", what_node(n));
+            return failk(err, vloc[CK_MAX_DROP], idx, "max_drop", "expected a number or a percentage like 5%%, got %s", keel_yaml_kind(n));
         const char *t = (const char *)n->data.scalar.value;
         size_t len = n->data.scalar.length;
         if (len > 1 && t[len - 1] == '%') {
             if (!num_text(t, len - 1, &d))
-                return failk(err, vloc[CK_MAX_DROP], idx, "max_drop", "expected a percentage like 5%%, got '%s'", shown(n, sb, sizeof sb));
+                return failk(err, vloc[CK_MAX_DROP], idx, "max_drop", "expected a percentage like 5%%, got '%s'", keel_yaml_shown(n, sb, sizeof sb));
             if (d < 0 || d > 1e6)
-                return failk(err, vloc[CK_MAX_DROP], idx, "max_drop", "percentage must be in [0, 1e6], got '%s'", shown(n, sb, sizeof sb));
+                return failk(err, vloc[CK_MAX_DROP], idx, "max_drop", "percentage must be in [0, 1e6], got '%s'", keel_yaml_shown(n, sb, sizeof sb));
             c->max_drop_rel = true;
             c->max_drop = d / 100;
         } else {
             if (!plain_number(n, &d))
-                return failk(err, vloc[CK_MAX_DROP], idx, "max_drop", "expected a number or a percentage like 5%%, got '%s'", shown(n, sb, sizeof sb));
+                return failk(err, vloc[CK_MAX_DROP], idx, "max_drop", "expected a number or a percentage like 5%%, got '%s'", keel_yaml_shown(n, sb, sizeof sb));
             if (d < 0) return failk(err, vloc[CK_MAX_DROP], idx, "max_drop", "must be >= 0, got %.15g", d);
             c->max_drop = d;
         }
         c->has_max_drop = true;
     }
-    if (val[CK_MIN] && !is_null(val[CK_MIN])) {
+    if (val[CK_MIN] && !keel_yaml_is_null(val[CK_MIN])) {
         if ((st = get_num(val[CK_MIN], vloc[CK_MIN], idx, "min", &c->min, err))) return st;
         c->has_min = true;
     }
-    if (val[CK_MAX] && !is_null(val[CK_MAX])) {
+    if (val[CK_MAX] && !keel_yaml_is_null(val[CK_MAX])) {
         if ((st = get_num(val[CK_MAX], vloc[CK_MAX], idx, "max", &c->max, err))) return st;
         c->has_max = true;
     }
     if (c->has_min && c->has_max && c->min > c->max)
         return failk(err, vloc[CK_MAX], idx, "max", "%.15g is below min (%.15g)", c->max, c->min);
-    if (val[CK_DECIDE] && !is_null(val[CK_DECIDE])) {
+    if (val[CK_DECIDE] && !keel_yaml_is_null(val[CK_DECIDE])) {
         if ((st = get_enum(val[CK_DECIDE], vloc[CK_DECIDE], idx, "decide", decide_names, &e, err))) return st;
         c->decide = e;
     }
@@ -468,11 +405,11 @@ static keel_status parse_entry(keel_cap_spec *c, const char *file, yaml_document
 keel_status keel_cap_suite_parse_node(keel_cap_suite *s, const char *file, yaml_document_t *doc, yaml_node_t *seq,
                                       keel_err *err) {
     if (!s || !file || !doc || !seq) return KEEL_FAIL(err, KEEL_ERR_INVALID, "keel_cap_suite_parse_node: NULL argument");
-    if (is_null(seq)) return KEEL_OK; // `capabilities:` with nothing: none
+    if (keel_yaml_is_null(seq)) return KEEL_OK; // `capabilities:` with nothing: none
     if (seq->type != YAML_SEQUENCE_NODE) {
         cloc l = at(file, seq);
         return KEEL_FAIL(err, KEEL_ERR_INVALID, "%s:%d:%d: key 'capabilities': expected a list of capabilities (- name: ...), got %s",
-                         file, l.line, l.col, what_node(seq));
+                         file, l.line, l.col, keel_yaml_kind(seq));
     }
     size_t cnt = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
     if (cnt > 10000) return KEEL_FAIL(err, KEEL_ERR_INVALID, "%s: key 'capabilities': too many entries (%zu)", file, cnt);
@@ -579,7 +516,7 @@ keel_status keel_cap_suite_load_file(keel_cap_suite *s, const char *path, keel_e
     if (!st && root->type != YAML_MAPPING_NODE) {
         cloc l = at(path, root);
         st = KEEL_FAIL(err, KEEL_ERR_INVALID, "%s:%d:%d: a suite file is a mapping with one key, 'capabilities:', got %s",
-                       path, l.line, l.col, what_node(root));
+                       path, l.line, l.col, keel_yaml_kind(root));
     }
     for (yaml_node_pair_t *pr = st ? NULL : root->data.mapping.pairs.start; pr && pr < root->data.mapping.pairs.top; pr++) {
         yaml_node_t *kn = yaml_document_get_node(&doc, pr->key), *vn = yaml_document_get_node(&doc, pr->value);
@@ -592,7 +529,7 @@ keel_status keel_cap_suite_load_file(keel_cap_suite *s, const char *path, keel_e
         if (strcmp(k, "capabilities")) {
             static const char *const cands[] = {"capabilities", NULL};
             char dym[80];
-            did_you_mean(k, cands, 1, dym, sizeof dym);
+            keel_did_you_mean(k, cands, 1, dym, sizeof dym);
             st = KEEL_FAIL(err, KEEL_ERR_INVALID, "%s:%d:%d: key '%.60s': unknown key%s; a suite file holds only 'capabilities:'",
                            path, l.line, l.col, k, dym);
             break;

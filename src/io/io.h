@@ -198,4 +198,23 @@ KEEL_INTERNAL int keel_peft_lora_key(char *out, size_t cap, const char *hf_modul
 KEEL_INTERNAL int keel_peft_lora_key_llama(char *out, size_t cap, int layer, const char *proj,
                                            char ab);
 
+// ---- YAML helpers (yaml_util.c): shared by job/job.c and cap/suite.c ------------
+struct yaml_node_s; // libyaml's yaml_node_t
+
+// A plain scalar that YAML reads as null: empty, "~", "null", "Null", "NULL".
+KEEL_INTERNAL bool keel_yaml_is_null(const struct yaml_node_s *n);
+// "a mapping", "a list", "a plain scalar" or "a quoted string", for messages.
+KEEL_INTERNAL const char *keel_yaml_kind(const struct yaml_node_s *n);
+// A printable excerpt of a scalar in buf (control bytes as '?', "..." when
+// cut to cap); returns buf.
+KEEL_INTERNAL const char *keel_yaml_shown(const struct yaml_node_s *n, char *buf, size_t cap);
+// A plain scalar holding a finite decimal number (no hex, inf, nan, spaces).
+KEEL_INTERNAL bool keel_yaml_double(const struct yaml_node_s *n, double *out);
+// A plain decimal integer: into *uout (non-negative, up to UINT64_MAX) when
+// uout is not NULL, else into *out (int64; negative only when allow_neg).
+KEEL_INTERNAL bool keel_yaml_int(const struct yaml_node_s *n, bool allow_neg, int64_t *out, uint64_t *uout);
+// " (did you mean 'x'?)" for the candidate of cands[0..n) (NULL-terminated
+// early is fine) closest to got, within edit distance max(2, len/3); else "".
+KEEL_INTERNAL void keel_did_you_mean(const char *got, const char *const *cands, int n, char *out, size_t cap);
+
 #endif // KEEL_IO_H

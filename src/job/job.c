@@ -6,7 +6,8 @@
 // (`key:` or `key: ~`) means the default. `monitor:` is a section of the
 // table like the others; `capabilities:` (a list of mappings, the ledger's
 // capabilities) is parsed, written and compared by cap/suite.c. Schema
-// reference: docs/job.md (capabilities: docs/eval.md).
+// reference: docs/job.md (capabilities: docs/eval.md). YAML scalar helpers
+// shared with cap/suite.c: io/yaml_util.c.
 #include "job/job.h"
 #include "io/io.h"
 
@@ -132,104 +133,9 @@ static keel_status fail_at(keel_err *err, const loc *l, const char *key, const c
     return st;
 }
 
-// Levenshtein distance, capped inputs (names are short); large = no match.
-static int edit_distance(const char *a, const char *b) {
-    size_t na = strlen(a), nb = strlen(b);
-    if (na > 40 || nb > 40) return 99;
-    int d[41][41];
-    for (size_t i = 0; i <= na; i++) d[i][0] = (int)i;
-    for (size_t j = 0; j <= nb; j++) d[0][j] = (int)j;
-    for (size_t i = 1; i <= na; i++)
-        for (size_t j = 1; j <= nb; j++) {
-            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
-            d[i][j] = c;
-        }
-    return d[na][nb];
-}
-
-// " (did you mean 'x'?)" for the closest candidate within distance 2 (or a
-// third of the name), else "".
-static void did_you_mean(const char *got, const char *const *cands, int n, char *out, size_t cap) {
-    out[0] = 0;
-    int best = 99;
-    const char *bestc = NULL;
-    for (int i = 0; i < n && cands[i]; i++) {
-        int dd = edit_distance(got, cands[i]);
-        if (dd < best) best = dd, bestc = cands[i];
-    }
-    int lim = (int)strlen(got) / 3;
-    if (lim < 2) lim = 2;
-    if (bestc && best <= lim) snprintf(out, cap, " (did you mean '%s'?)", bestc);
-}
-
 // ---------------------------------------------------------------- values
 
-static bool is_null_scalar(const yaml_node_t *n) {
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return false;
-    const char *v = (const char *)n->data.scalar.value;
-    return !*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL");
-}
-
-static const char *kind_name(const yaml_node_t *n) {
-    switch (n->type) {
-    case YAML_MAPPING_NODE: return "a mapping";
-    case YAML_SEQUENCE_NODE: return "a list";
-    default: return n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? "a plain scalar" : "a quoted string";
-    }
-}
-
-// Short printable copy of a scalar for messages.
-static const char *shown(const yaml_node_t *n, char *buf, size_t cap) {
-    size_t len = n->data.scalar.length, j = 0;
-    const unsigned char *v = n->data.scalar.value;
-    for (size_t i = 0; i < len && j + 4 < cap; i++) buf[j++] = (v[i] < 0x20 || v[i] == 0x7f) ? '?' : (char)v[i];
-    if (len > 0 && j + 4 >= cap) { buf[j++] = '.'; buf[j++] = '.'; buf[j++] = '.'; }
-    buf[j] = 0;
-    return buf;
-}
-
-static bool parse_double(const yaml_node_t *n, double *out) {
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return false;
-    const char *s = (const char *)n->data.scalar.value;
-    if (!*s || strlen(s) != n->data.scalar.length) return false;
-    // strtod also reads hex floats, "inf", "nan" and leading spaces: refuse them
-    for (const char *p = s; *p; p++)
-        if (!strchr("0123456789+-.eE", *p)) return false;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (*end || errno == ERANGE || !isfinite(v)) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_int64(const yaml_node_t *n, bool allow_neg, int64_t *out, uint64_t *uout) {
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return false;
-    const char *s = (const char *)n->data.scalar.value;
-    if (strlen(s) != n->data.scalar.length) return false;
-    const char *p = s;
-    bool neg = false;
-    if (*p == '+' || *p == '-') neg = *p++ == '-';
-    if (!*p) return false;
-    uint64_t v = 0;
-    for (; *p; p++) {
-        if (*p < '0' || *p > '9') return false;
-        unsigned d = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10) return false;
-        v = v * 10 + d;
-    }
-    if (uout) {
-        if (neg && v) return false;
-        *uout = v;
-        return true;
-    }
-    if (neg ? v > (uint64_t)INT64_MAX + 1 : v > (uint64_t)INT64_MAX) return false;
-    if (neg && !allow_neg && v) return false;
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    return true;
-}
+// (null scalars, numbers, node kinds, did-you-mean: io/yaml_util.c)
 
 static bool bound_ok(const keydef *k, double v) {
     if (k->flags & LO) {
@@ -296,7 +202,7 @@ static bool module_ok(const char *m, char *why, size_t cap) {
         if (!strcmp(m, hf_modules[i])) return true;
     if (strpbrk(m, "*?[.")) return true; // a pattern over full tensor names
     char dym[80];
-    did_you_mean(m, hf_modules, 7, dym, sizeof dym);
+    keel_did_you_mean(m, hf_modules, 7, dym, sizeof dym);
     snprintf(why, cap, "unknown module '%.60s'%s; use q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
                        "down_proj or a pattern with * ? [ or .",
              m, dym);
@@ -314,14 +220,14 @@ static keel_status assign(keel_job *job, int ki, yaml_document_t *doc, yaml_node
     const keydef *k = &keys[ki];
     void *dst = (char *)job + k->off;
     char sb[80], why[300];
-    if (is_null_scalar(n)) {
+    if (keel_yaml_is_null(n)) {
         keel_status st = assign_default(job, ki, err);
         if (st == KEEL_OK) job->src_line[ki] = l->is_set ? -1 : l->line, job->src_col[ki] = l->col;
         return st;
     }
     switch (k->type) {
     case T_STR: {
-        if (n->type != YAML_SCALAR_NODE) return fail_at(err, l, k->path, "expected a string, got %s", kind_name(n));
+        if (n->type != YAML_SCALAR_NODE) return fail_at(err, l, k->path, "expected a string, got %s", keel_yaml_kind(n));
         const char *v = (const char *)n->data.scalar.value;
         if (strlen(v) != n->data.scalar.length) return fail_at(err, l, k->path, "string contains a NUL byte");
         if ((k->flags & NONEMPTY) && !*v) return fail_at(err, l, k->path, "must not be empty");
@@ -335,10 +241,10 @@ static keel_status assign(keel_job *job, int ki, yaml_document_t *doc, yaml_node
     case T_INT:
     case T_I64: {
         int64_t v;
-        if (!parse_int64(n, true, &v, NULL)) {
+        if (!keel_yaml_int(n, true, &v, NULL)) {
             if (n->type == YAML_SCALAR_NODE)
-                return fail_at(err, l, k->path, "expected an integer, got '%s'", shown(n, sb, sizeof sb));
-            return fail_at(err, l, k->path, "expected an integer, got %s", kind_name(n));
+                return fail_at(err, l, k->path, "expected an integer, got '%s'", keel_yaml_shown(n, sb, sizeof sb));
+            return fail_at(err, l, k->path, "expected an integer, got %s", keel_yaml_kind(n));
         }
         if (!bound_ok(k, (double)v)) {
             bound_text(k, why, sizeof why);
@@ -350,20 +256,20 @@ static keel_status assign(keel_job *job, int ki, yaml_document_t *doc, yaml_node
     }
     case T_U64: {
         uint64_t v;
-        if (!parse_int64(n, false, NULL, &v)) {
+        if (!keel_yaml_int(n, false, NULL, &v)) {
             if (n->type == YAML_SCALAR_NODE)
-                return fail_at(err, l, k->path, "expected an unsigned integer, got '%s'", shown(n, sb, sizeof sb));
-            return fail_at(err, l, k->path, "expected an unsigned integer, got %s", kind_name(n));
+                return fail_at(err, l, k->path, "expected an unsigned integer, got '%s'", keel_yaml_shown(n, sb, sizeof sb));
+            return fail_at(err, l, k->path, "expected an unsigned integer, got %s", keel_yaml_kind(n));
         }
         *(uint64_t *)dst = v;
         break;
     }
     case T_FLOAT: {
         double v;
-        if (!parse_double(n, &v)) {
+        if (!keel_yaml_double(n, &v)) {
             if (n->type == YAML_SCALAR_NODE)
-                return fail_at(err, l, k->path, "expected a number, got '%s'", shown(n, sb, sizeof sb));
-            return fail_at(err, l, k->path, "expected a number, got %s", kind_name(n));
+                return fail_at(err, l, k->path, "expected a number, got '%s'", keel_yaml_shown(n, sb, sizeof sb));
+            return fail_at(err, l, k->path, "expected a number, got %s", keel_yaml_kind(n));
         }
         if (!bound_ok(k, v)) {
             bound_text(k, why, sizeof why);
@@ -378,12 +284,12 @@ static keel_status assign(keel_job *job, int ki, yaml_document_t *doc, yaml_node
         if (v && (!strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "TRUE"))) *(bool *)dst = true;
         else if (v && (!strcmp(v, "false") || !strcmp(v, "False") || !strcmp(v, "FALSE"))) *(bool *)dst = false;
         else if (n->type == YAML_SCALAR_NODE)
-            return fail_at(err, l, k->path, "expected true or false, got '%s'", shown(n, sb, sizeof sb));
-        else return fail_at(err, l, k->path, "expected true or false, got %s", kind_name(n));
+            return fail_at(err, l, k->path, "expected true or false, got '%s'", keel_yaml_shown(n, sb, sizeof sb));
+        else return fail_at(err, l, k->path, "expected true or false, got %s", keel_yaml_kind(n));
         break;
     }
     case T_ENUM: {
-        if (n->type != YAML_SCALAR_NODE) return fail_at(err, l, k->path, "expected a name, got %s", kind_name(n));
+        if (n->type != YAML_SCALAR_NODE) return fail_at(err, l, k->path, "expected a name, got %s", keel_yaml_kind(n));
         const char *v = (const char *)n->data.scalar.value;
         int i, cnt = 0;
         for (i = 0; k->names[i]; i++)
@@ -395,14 +301,14 @@ static keel_status assign(keel_job *job, int ki, yaml_document_t *doc, yaml_node
                 strncat(all, j ? ", " : "", sizeof all - strlen(all) - 1);
                 strncat(all, k->names[j], sizeof all - strlen(all) - 1);
             }
-            did_you_mean(v, k->names, cnt, dym, sizeof dym);
-            return fail_at(err, l, k->path, "unknown value '%s'%s; expected one of: %s", shown(n, sb, sizeof sb), dym, all);
+            keel_did_you_mean(v, k->names, cnt, dym, sizeof dym);
+            return fail_at(err, l, k->path, "unknown value '%s'%s; expected one of: %s", keel_yaml_shown(n, sb, sizeof sb), dym, all);
         }
         *(int *)dst = i; // every enum here is int-sized
         break;
     }
     case T_LIST: {
-        if (n->type != YAML_SEQUENCE_NODE) return fail_at(err, l, k->path, "expected a list like [a, b], got %s", kind_name(n));
+        if (n->type != YAML_SEQUENCE_NODE) return fail_at(err, l, k->path, "expected a list like [a, b], got %s", keel_yaml_kind(n));
         yaml_node_item_t *it = n->data.sequence.items.start, *end = n->data.sequence.items.top;
         size_t cnt = (size_t)(end - it);
         if ((k->flags & NONEMPTY) && cnt == 0) return fail_at(err, l, k->path, "must not be empty");
@@ -413,10 +319,10 @@ static keel_status assign(keel_job *job, int ki, yaml_document_t *doc, yaml_node
             yaml_node_t *e = yaml_document_get_node(doc, *it);
             loc el = *l;
             if (e && !l->is_set) el.line = (int)e->start_mark.line + 1, el.col = (int)e->start_mark.column + 1;
-            if (!e || e->type != YAML_SCALAR_NODE || is_null_scalar(e)) {
+            if (!e || e->type != YAML_SCALAR_NODE || keel_yaml_is_null(e)) {
                 strlist_free(&nl);
                 return fail_at(err, &el, k->path, "list entries must be strings, got %s",
-                               e ? (is_null_scalar(e) ? "null" : kind_name(e)) : "nothing");
+                               e ? (keel_yaml_is_null(e) ? "null" : keel_yaml_kind(e)) : "nothing");
             }
             const char *v = (const char *)e->data.scalar.value;
             if (strlen(v) != e->data.scalar.length || !*v) {
@@ -443,7 +349,7 @@ static keel_status assign(keel_job *job, int ki, yaml_document_t *doc, yaml_node
         double v[2];
         for (int i = 0; i < 2; i++) {
             yaml_node_t *e = yaml_document_get_node(doc, n->data.sequence.items.start[i]);
-            if (!e || !parse_double(e, &v[i]))
+            if (!e || !keel_yaml_double(e, &v[i]))
                 return fail_at(err, l, k->path, "expected a list of two numbers like [0.9, 0.999]");
             if (!bound_ok(k, v[i])) {
                 bound_text(k, why, sizeof why);
@@ -549,7 +455,7 @@ static keel_status walk_map(keel_job *job, const char *name, yaml_document_t *do
         loc kl = node_loc(name, kn), vl = node_loc(name, vn);
         if (kn->type != YAML_SCALAR_NODE)
             return KEEL_FAIL(err, KEEL_ERR_INVALID, "%s:%d:%d: %s%s: keys must be plain names, got %s", name,
-                             kl.line, kl.col, sec ? "in section " : "at the top level", sec ? sec : "", kind_name(kn));
+                             kl.line, kl.col, sec ? "in section " : "at the top level", sec ? sec : "", keel_yaml_kind(kn));
         const char *kname = (const char *)kn->data.scalar.value;
         char path[160];
         snprintf(path, sizeof path, "%s%s%.100s", sec ? sec : "", sec ? "." : "", kname);
@@ -560,9 +466,9 @@ static keel_status walk_map(keel_job *job, const char *name, yaml_document_t *do
             while (strcmp(sections[si], kname)) si++;
             if (seen_sec[si]) return fail_at(err, &kl, path, "duplicate key");
             seen_sec[si] = true;
-            if (is_null_scalar(vn)) continue; // `lora:` with nothing: all defaults
+            if (keel_yaml_is_null(vn)) continue; // `lora:` with nothing: all defaults
             if (vn->type != YAML_MAPPING_NODE)
-                return fail_at(err, &vl, path, "expected a mapping of keys, got %s", kind_name(vn));
+                return fail_at(err, &vl, path, "expected a mapping of keys, got %s", keel_yaml_kind(vn));
             keel_status st = walk_map(job, name, doc, vn, kname, err);
             if (st) return st;
             continue;
@@ -572,7 +478,7 @@ static keel_status walk_map(keel_job *job, const char *name, yaml_document_t *do
             seen_caps = kl.line;
             keel_cap_suite caps = {0};
             keel_status st;
-            if (vn->type == YAML_SCALAR_NODE && !is_null_scalar(vn)) {
+            if (vn->type == YAML_SCALAR_NODE && !keel_yaml_is_null(vn)) {
                 // `capabilities: suites/general.yaml`: the list of a suite file
                 // (the resolved job writes it inline, so a run stays self-contained)
                 char *sp = keel_job_expand_path((const char *)vn->data.scalar.value);
@@ -600,7 +506,7 @@ static keel_status walk_map(keel_job *job, const char *name, yaml_document_t *do
             const char *cands[64];
             int nc = names_in(sec, cands, 64);
             char dym[80];
-            did_you_mean(kname, cands, nc, dym, sizeof dym);
+            keel_did_you_mean(kname, cands, nc, dym, sizeof dym);
             // the right key in the wrong place: `train: {max_seq_len: 256}`
             for (int i = 0; !dym[0] && i < N_KEYS; i++) {
                 const char *leaf = strrchr(keys[i].path, '.');
@@ -686,7 +592,7 @@ keel_status keel_job_parse(keel_job *job, const char *name, const char *text, si
     if (root->type != YAML_MAPPING_NODE) {
         loc l = node_loc(name, root);
         st = KEEL_FAIL(err, KEEL_ERR_INVALID, "%s:%d:%d: the job must be a mapping of keys, got %s", name, l.line,
-                       l.col, kind_name(root));
+                       l.col, keel_yaml_kind(root));
     } else {
         st = walk_map(job, name, &doc, root, NULL, err);
     }
@@ -721,7 +627,7 @@ keel_status keel_job_set(keel_job *job, const char *a, keel_err *err) {
         const char *cands[KEEL_JOB_MAX_KEYS];
         for (int i = 0; i < N_KEYS; i++) cands[i] = keys[i].path;
         char dym[80];
-        did_you_mean(path, cands, N_KEYS, dym, sizeof dym);
+        keel_did_you_mean(path, cands, N_KEYS, dym, sizeof dym);
         if (is_section(path)) return fail_at(err, &l, path, "is a section; set one of its keys, e.g. %s.%s", path, "...");
         return fail_at(err, &l, path, "unknown key%s", dym);
     }
