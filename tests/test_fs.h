@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // test_fs.h — file helpers shared by the tests that run whole jobs in a
-// temporary directory: remove a tree, write a string, read a whole file.
+// temporary directory: remove a tree, write a string or bytes, read a whole
+// file, write a named file into a temporary directory.
 #ifndef KEEL_TEST_FS_H
 #define KEEL_TEST_FS_H
 #include <dirent.h>
@@ -34,21 +35,46 @@ static inline bool test_write_str(const char *path, const char *s) {
     return fclose(f) == 0;
 }
 
-// The whole file as a NUL-terminated heap string (free()), or NULL.
-static inline char *test_read_text(const char *path) {
+static inline bool test_write_bytes(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return false;
+    bool ok = fwrite(p, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
+// The whole file as a NUL-terminated heap buffer (free()) and its size in *n
+// (n may be NULL), or NULL.
+static inline char *test_read_file(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
-    long n = ftell(f);
+    long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
-    char *d = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (d && fread(d, 1, (size_t)n, f) != (size_t)n) {
+    char *d = sz >= 0 ? malloc((size_t)sz + 1) : NULL;
+    if (d && fread(d, 1, (size_t)sz, f) != (size_t)sz) {
         free(d);
         d = NULL;
     }
-    if (d) d[n] = 0;
+    if (d) {
+        d[sz] = 0;
+        if (n) *n = (size_t)sz;
+    }
     fclose(f);
     return d;
+}
+
+// The whole file as a NUL-terminated heap string (free()), or NULL.
+static inline char *test_read_text(const char *path) { return test_read_file(path, NULL); }
+
+// Write text to dir/name and return the path (one of 8 rotating buffers, so
+// a few paths stay valid together).
+static inline const char *test_tmp_file(const char *dir, const char *name, const char *text) {
+    static char path[8][256];
+    static int k;
+    char *p = path[k++ % 8];
+    snprintf(p, 256, "%s/%s", dir, name);
+    test_write_str(p, text);
+    return p;
 }
 
 // Occurrences of needle in hay.

@@ -15,48 +15,14 @@
 #include "core/core.h"
 #include "keel.h"
 #include "test.h"
+#include "test_fs.h"
+#include "test_model.h"
 
 #include <cjson/cJSON.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 static char g_tmp[128];
-
-static char *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = sz >= 0 ? malloc((size_t)sz + 1) : NULL;
-    if (b && fread(b, 1, (size_t)sz, f) != (size_t)sz) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) b[sz] = 0;
-    if (n) *n = (size_t)sz;
-    return b;
-}
-
-static bool write_all(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return false;
-    bool ok = fwrite(p, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
-}
-
-static keel_model *load(const char *path) {
-    keel_model_params mp = keel_model_default_params();
-    mp.n_threads = 2;
-    keel_model *m = NULL;
-    keel_err err;
-    if (keel_model_load(path, &mp, &m, &err) != KEEL_OK) {
-        fprintf(stderr, "%s: %s\n", path, err.msg);
-        return NULL;
-    }
-    return m;
-}
 
 static double max_abs_diff(const float *a, const float *b, size_t n) {
     double mx = 0;
@@ -114,9 +80,9 @@ typedef struct gold {
 
 static bool gold_load(gold *G) {
     memset(G, 0, sizeof *G);
-    char *js = read_all("tests/golden/tiny_lora.json", NULL);
+    char *js = test_read_file("tests/golden/tiny_lora.json", NULL);
     size_t nb = 0;
-    G->f = (float *)read_all("tests/golden/tiny_lora.f32", &nb);
+    G->f = (float *)test_read_file("tests/golden/tiny_lora.f32", &nb);
     G->n_floats = nb / 4;
     G->j = js ? cJSON_Parse(js) : NULL;
     free(js);
@@ -145,7 +111,7 @@ static void gold_free(gold *G) {
 
 static void test_golden(const gold *G, const char *model) {
     keel_err err;
-    keel_model *m = load(model);
+    keel_model *m = test_load_model(model, 2);
     CHECK("load tiny model", m != NULL);
     if (!m) return;
     const int V = keel_model_describe(m)->n_vocab, T = G->T;
@@ -195,11 +161,6 @@ out:
 
 // ---- 2. keel_eval = the training forward, with a random adapter -----------------------------
 
-static bool sel_none(const char *name, void *ud) {
-    (void)name, (void)ud;
-    return false;
-}
-
 static const char *const all7[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
 // A random adapter on the seven projections of every layer of m (Kaiming A, B ~ N(0, sd^2);
@@ -208,7 +169,7 @@ static bool write_random_adapter(const keel_model *m, const char *dir, int r, fl
     keel_err err;
     keel_train_model tm;
     keel_lora lo;
-    if (keel_train_model_init(&tm, m, sel_none, NULL, &err)) goto fail0;
+    if (keel_train_model_init(&tm, m, test_sel_none, NULL, &err)) goto fail0;
     keel_lora_config cfg = keel_lora_default_config();
     cfg.r = r, cfg.alpha = 2.0 * r, cfg.targets = all7, cfg.n_targets = 7, cfg.seed = seed;
     if (keel_lora_attach(&lo, &tm, &cfg, &err)) goto fail1;
@@ -237,7 +198,7 @@ static bool train_logits(const keel_model *m, const char *dir, const int32_t *to
     keel_lora lo;
     keel_train_acts a;
     bool ok = false;
-    if (keel_train_model_init(&tm, m, sel_none, NULL, &err)) goto fail0;
+    if (keel_train_model_init(&tm, m, test_sel_none, NULL, &err)) goto fail0;
     if (keel_lora_load(&lo, &tm, dir, 0, &err)) goto fail1;
     if (keel_lora_reserve(&lo, T, &err) || keel_train_acts_init(&a, &tm, 1, T, &err)) goto fail2;
     int32_t *targets = calloc((size_t)T, sizeof(int32_t));
@@ -260,7 +221,7 @@ fail0:
 
 static void test_vs_train(const char *label, const char *model, int T, int r, double tol) {
     keel_err err;
-    keel_model *m = load(model);
+    keel_model *m = test_load_model(model, 2);
     CHECK("load model", m != NULL);
     if (!m) return;
     const int V = m->desc.n_vocab;
@@ -325,8 +286,8 @@ out:
 
 static bool copy_file(const char *from, const char *to) {
     size_t n = 0;
-    char *b = read_all(from, &n);
-    bool ok = b && write_all(to, b, n);
+    char *b = test_read_file(from, &n);
+    bool ok = b && test_write_bytes(to, b, n);
     free(b);
     return ok;
 }
@@ -346,9 +307,9 @@ static void expect_fail(keel_model *m, const char *dir, keel_status code, const 
 
 static void test_errors(void) {
     keel_err err;
-    keel_model *tiny = load("tests/data/tiny-llama-hf");
+    keel_model *tiny = test_load_model("tests/data/tiny-llama-hf", 2);
     char sp[512];
-    keel_model *stories = load(test_shared_path(sp, sizeof sp, "models/stories260K/stories260K.gguf"));
+    keel_model *stories = test_load_model(test_shared_path(sp, sizeof sp, "models/stories260K/stories260K.gguf"), 2);
     CHECK("models for the error tests", tiny && stories);
     if (!tiny || !stories) goto out;
     char d[256], p[512], q[512];
@@ -378,7 +339,7 @@ static void test_errors(void) {
     snprintf(p, sizeof p, "%s/adapter_model.safetensors", d);
     CHECK("copy tensors", copy_file("tests/data/tiny-lora-peft/adapter_model.safetensors", p));
     {
-        char *js = read_all("tests/data/tiny-lora-peft/adapter_config.json", NULL);
+        char *js = test_read_file("tests/data/tiny-lora-peft/adapter_config.json", NULL);
         cJSON *j = js ? cJSON_Parse(js) : NULL;
         free(js);
         CHECK("parse config", j != NULL);
@@ -386,7 +347,7 @@ static void test_errors(void) {
             cJSON_ReplaceItemInObject(j, "r", cJSON_CreateNumber(8));
             char *t = cJSON_Print(j);
             snprintf(q, sizeof q, "%s/adapter_config.json", d);
-            CHECK("write config", t && write_all(q, t, strlen(t)));
+            CHECK("write config", t && test_write_bytes(q, t, strlen(t)));
             free(t);
             cJSON_Delete(j);
         }
@@ -395,17 +356,17 @@ static void test_errors(void) {
                 "wrong rank: error names the file, the tensor and r");
     // corrupt config
     snprintf(q, sizeof q, "%s/adapter_config.json", d);
-    CHECK("write bad json", write_all(q, "{\"r\": ", 6));
+    CHECK("write bad json", test_write_bytes(q, "{\"r\": ", 6));
     expect_fail(tiny, d, KEEL_ERR_FORMAT, (const char *const[]){"adapter_config.json"}, 1, "malformed adapter_config.json");
     // truncated safetensors
     {
         size_t n = 0;
-        char *b = read_all("tests/data/tiny-lora-peft/adapter_model.safetensors", &n);
+        char *b = test_read_file("tests/data/tiny-lora-peft/adapter_model.safetensors", &n);
         snprintf(d, sizeof d, "%s/truncated", g_tmp);
         mkdir(d, 0755);
         snprintf(p, sizeof p, "%s/adapter_model.safetensors", d);
         snprintf(q, sizeof q, "%s/adapter_config.json", d);
-        CHECK("write truncated", b && write_all(p, b, n / 2) && copy_file("tests/data/tiny-lora-peft/adapter_config.json", q));
+        CHECK("write truncated", b && test_write_bytes(p, b, n / 2) && copy_file("tests/data/tiny-lora-peft/adapter_config.json", q));
         free(b);
         expect_fail(tiny, d, KEEL_ERR_FORMAT, (const char *const[]){"adapter_model.safetensors"}, 1,
                     "truncated adapter_model.safetensors");
@@ -486,20 +447,20 @@ static void test_checkpoint_model(void) {
     snprintf(d, sizeof d, "%s/checkpoints/step-3", run);
     mkdir(d, 0755);
     {
-        char *js = read_all("tests/data/tiny-lora-peft/adapter_config.json", NULL);
+        char *js = test_read_file("tests/data/tiny-lora-peft/adapter_config.json", NULL);
         cJSON *j = js ? cJSON_Parse(js) : NULL;
         free(js);
         if (j) cJSON_ReplaceItemInObject(j, "base_model_name_or_path", cJSON_CreateString("/nonexistent/base"));
         char *t = j ? cJSON_Print(j) : NULL;
         snprintf(q, sizeof q, "%s/adapter_config.json", d);
-        CHECK("write adapter_config.json", t && write_all(q, t, strlen(t)));
+        CHECK("write adapter_config.json", t && test_write_bytes(q, t, strlen(t)));
         free(t);
         cJSON_Delete(j);
     }
     expect_ckpt(d, NULL, KEEL_ERR_INVALID, NULL, NULL, "an adapter whose base is nowhere");
     snprintf(q, sizeof q, "%s/job.yaml", run);
     const char *job = "model: tests/data/tiny-llama.gguf\nmethod: lora\n";
-    CHECK("write job.yaml", write_all(q, job, strlen(job)));
+    CHECK("write job.yaml", test_write_bytes(q, job, strlen(job)));
     expect_ckpt(d, NULL, KEEL_OK, gguf, d, "an adapter: the run's job.yaml model");
     char *m = NULL, *a = NULL;
     keel_err err;
@@ -511,7 +472,7 @@ static void test_checkpoint_model(void) {
 // Every allocation of keel_adapter_load and keel_context_set_adapter failing in turn: KEEL_ERR_NOMEM,
 // *out NULL, nothing leaked (ASan), and a context whose set_adapter failed still evaluates.
 static void test_alloc_failures(void) {
-    keel_model *m = load("tests/data/tiny-llama-hf");
+    keel_model *m = test_load_model("tests/data/tiny-llama-hf", 2);
     if (!m) return;
     keel_err err;
     int fails = 0, loaded = 0;

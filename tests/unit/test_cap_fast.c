@@ -10,6 +10,8 @@
 // items when the cache holds it. KEEL_SANITIZE set: one SmolLM2 item, two
 // stories260K repetitions left out.
 #include "test.h"
+#include "test_fs.h"
+#include "test_model.h"
 #include "adapters/lora.h"
 #include "cap/cap.h"
 #include "model/model.h"
@@ -18,25 +20,9 @@
 
 #include <unistd.h>
 
-static bool sel_none(const char *hf, void *ud) {
-    (void)hf, (void)ud;
-    return false;
-}
-
 static char tmpdir[] = "/tmp/keel-test-capfast-XXXXXX";
 
-static const char *tmp_file(const char *name, const char *text) {
-    static char path[8][256];
-    static int k;
-    char *p = path[k++ % 8];
-    snprintf(p, 256, "%s/%s", tmpdir, name);
-    FILE *f = fopen(p, "wb");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-    return p;
-}
+static const char *tmp_file(const char *name, const char *text) { return test_tmp_file(tmpdir, name, text); }
 
 static bool load_one(const char *yaml, const keel_tokenizer *tok, keel_cap_suite *s, keel_cap_data *d) {
     keel_err err = {0};
@@ -219,7 +205,7 @@ static void test_lora_full(const keel_model *m) {
     keel_err err = {0};
     keel_train_model tm;
     keel_lora lo;
-    if (keel_train_model_init(&tm, m, sel_none, NULL, &err)) {
+    if (keel_train_model_init(&tm, m, test_sel_none, NULL, &err)) {
         CHECK("lora tm", false);
         return;
     }
@@ -284,7 +270,7 @@ static void test_smollm2(void) {
         return;
     }
     keel_train_model tm;
-    CHECK("smol tm", keel_train_model_init(&tm, m, sel_none, NULL, &err) == KEEL_OK);
+    CHECK("smol tm", keel_train_model_init(&tm, m, test_sel_none, NULL, &err) == KEEL_OK);
     char y[700];
     snprintf(y, sizeof y, "capabilities:\n  - {name: arc, type: multiple_choice, task: arc_easy, data: \"%s\", limit: %d}\n",
              arc, lim);
@@ -340,7 +326,7 @@ int main(void) {
         return test_report();
     }
     keel_train_model tm;
-    CHECK("tm", keel_train_model_init(&tm, m, sel_none, NULL, &err) == KEEL_OK);
+    CHECK("tm", keel_train_model_init(&tm, m, test_sel_none, NULL, &err) == KEEL_OK);
     test_mc(m, &tm, NULL, "stories260K");
     test_shapes(m, &tm);
     test_ppl_gen(m, &tm, NULL, "stories260K");
@@ -352,8 +338,6 @@ int main(void) {
     test_lora_full(m);
     keel_model_free(m);
     test_smollm2();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmpdir);
+    test_rm_rf(tmpdir);
     return test_report();
 }

@@ -10,6 +10,8 @@
 // SmolLM2-135M-Instruct (ARC-Easy items) when the cache holds it.
 // KEEL_SANITIZE set: fewer SmolLM2 items.
 #include "test.h"
+#include "test_fs.h"
+#include "test_model.h"
 #include "cap/cap.h"
 #include "model/model.h"
 #include "model/train.h"
@@ -18,25 +20,9 @@
 
 #include <unistd.h>
 
-static bool sel_none(const char *hf, void *ud) {
-    (void)hf, (void)ud;
-    return false;
-}
-
 static char tmpdir[] = "/tmp/keel-test-caprun-XXXXXX";
 
-static const char *tmp_file(const char *name, const char *text) {
-    static char path[8][256];
-    static int k;
-    char *p = path[k++ % 8];
-    snprintf(p, 256, "%s/%s", tmpdir, name);
-    FILE *f = fopen(p, "wb");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-    return p;
-}
+static const char *tmp_file(const char *name, const char *text) { return test_tmp_file(tmpdir, name, text); }
 
 // A suite of one capability from YAML text.
 static bool one_spec(const char *yaml, keel_cap_suite *s) {
@@ -339,7 +325,7 @@ static void test_adapter(keel_model *m, const char *model_path, keel_context *ct
     const char *targets[] = {"q_proj", "v_proj", "down_proj"};
     cfg.targets = targets;
     cfg.n_targets = 3;
-    if (keel_train_model_init(&tm, m, sel_none, NULL, &err) || keel_lora_attach(&lo, &tm, &cfg, &err)) {
+    if (keel_train_model_init(&tm, m, test_sel_none, NULL, &err) || keel_lora_attach(&lo, &tm, &cfg, &err)) {
         CHECK("lora attach", false);
         fprintf(stderr, "  %s\n", err.msg);
         return;
@@ -413,9 +399,7 @@ static void test_adapter(keel_model *m, const char *model_path, keel_context *ct
     keel_cap_suite_free(&s);
     keel_lora_free(&lo);
     keel_train_model_free(&tm);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
+    test_rm_rf(dir);
 }
 
 // SmolLM2: the first ARC-Easy items, every request's ll against the inference path.
@@ -438,7 +422,7 @@ static void test_smollm2(void) {
     keel_train_model tm;
     keel_context *ctx = NULL;
     float *lg = malloc((size_t)128 * keel_model_describe(m)->n_vocab * sizeof(float));
-    CHECK("smol tm", keel_train_model_init(&tm, m, sel_none, NULL, &err) == KEEL_OK);
+    CHECK("smol tm", keel_train_model_init(&tm, m, test_sel_none, NULL, &err) == KEEL_OK);
     CHECK("smol ctx", keel_context_init(m, 256, &ctx, &err) == KEEL_OK);
     char y[700];
     snprintf(y, sizeof y, "capabilities:\n  - {name: arc, type: multiple_choice, task: arc_easy, data: \"%s\", limit: %d}\n", arc, lim);
@@ -489,7 +473,7 @@ int main(void) {
     keel_context *ctx = NULL;
     int32_t V = keel_model_describe(m)->n_vocab, nct = keel_model_describe(m)->n_ctx_train;
     float *lg = malloc((size_t)(nct + 1) * V * sizeof(float));
-    CHECK("tm", keel_train_model_init(&tm, m, sel_none, NULL, &err) == KEEL_OK);
+    CHECK("tm", keel_train_model_init(&tm, m, test_sel_none, NULL, &err) == KEEL_OK);
     CHECK("ctx", keel_context_init(m, 0, &ctx, &err) == KEEL_OK);
     if (ctx && lg) {
         test_mc(m, &tm, ctx, lg, "stories260K");
@@ -503,8 +487,6 @@ int main(void) {
     keel_train_model_free(&tm);
     keel_model_free(m);
     test_smollm2();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmpdir);
+    test_rm_rf(tmpdir);
     return test_report();
 }

@@ -14,6 +14,8 @@
 #include "io/io.h"
 #include "keel.h"
 #include "test.h"
+#include "test_fs.h"
+#include "test_model.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -21,35 +23,6 @@
 #include <unistd.h>
 
 static int n_threads = 2;
-
-static char *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)sz + 1);
-    if (b && fread(b, 1, (size_t)sz, f) != (size_t)sz) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) b[sz] = 0;
-    if (n) *n = (size_t)sz;
-    return b;
-}
-
-static keel_model *load(const char *path) {
-    keel_model_params mp = keel_model_default_params();
-    mp.n_threads = n_threads;
-    keel_model *m = NULL;
-    keel_err err;
-    if (keel_model_load(path, &mp, &m, &err) != KEEL_OK) {
-        fprintf(stderr, "%s: %s\n", path, err.msg);
-        return NULL;
-    }
-    return m;
-}
 
 // ---- golden (tests/golden/tiny_lora.{json,f32}) ------------------------------------------
 
@@ -65,9 +38,9 @@ typedef struct gold {
 
 static bool gold_load(gold *G) {
     memset(G, 0, sizeof *G);
-    char *js = read_all("tests/golden/tiny_lora.json", NULL);
+    char *js = test_read_file("tests/golden/tiny_lora.json", NULL);
     size_t nb = 0;
-    G->f = (float *)read_all("tests/golden/tiny_lora.f32", &nb);
+    G->f = (float *)test_read_file("tests/golden/tiny_lora.f32", &nb);
     G->n_floats = nb / 4;
     if (!js || !G->f) {
         free(js);
@@ -164,7 +137,6 @@ static void rig_free(rig *R) {
     memset(R, 0, sizeof *R);
 }
 
-static bool sel_none(const char *name, void *ud) { return false; }
 static bool sel_all(const char *name, void *ud) { return true; }
 
 // Model + (cfg: attach | dir: load | neither) + acts for (B, T).
@@ -172,9 +144,9 @@ static bool rig_init(rig *R, const char *model, const keel_lora_config *cfg, con
                      keel_train_select_fn sel) {
     memset(R, 0, sizeof *R);
     keel_err err;
-    R->m = load(model);
+    R->m = test_load_model(model, n_threads);
     if (!R->m) return false;
-    if (keel_train_model_init(&R->tm, R->m, sel ? sel : sel_none, NULL, &err)) goto fail;
+    if (keel_train_model_init(&R->tm, R->m, sel ? sel : test_sel_none, NULL, &err)) goto fail;
     if (cfg || dir) {
         keel_status st = cfg ? keel_lora_attach(&R->lo, &R->tm, cfg, &err) : keel_lora_load(&R->lo, &R->tm, dir, 0, &err);
         if (st) goto fail;
@@ -551,7 +523,7 @@ static void test_save_load(const gold *G, const char *model, const char *other, 
     if (f) fclose(f);
     // config: r, alpha, the seven short names
     snprintf(p, sizeof p, "%s/adapter_config.json", dir);
-    char *js = read_all(p, NULL);
+    char *js = test_read_file(p, NULL);
     cJSON *j = js ? cJSON_Parse(js) : NULL;
     free(js);
     CHECK("adapter_config.json parses", j != NULL);
@@ -642,12 +614,12 @@ static void test_dropout(const gold *G) {
 // ---- 8. targets and config errors ----------------------------------------------------------------------
 
 static int count_attach(const char *const *tg, size_t n, keel_status *st_out, keel_err *err) {
-    keel_model *m = load("tests/data/tiny-llama-hf");
+    keel_model *m = test_load_model("tests/data/tiny-llama-hf", n_threads);
     if (!m) return -1;
     keel_train_model tm;
     keel_lora lo;
     int cnt = -1;
-    if (keel_train_model_init(&tm, m, sel_none, NULL, err) == KEEL_OK) {
+    if (keel_train_model_init(&tm, m, test_sel_none, NULL, err) == KEEL_OK) {
         keel_lora_config c = keel_lora_default_config();
         c.r = 2, c.targets = tg, c.n_targets = n;
         *st_out = keel_lora_attach(&lo, &tm, &c, err);
@@ -678,11 +650,11 @@ static void test_targets(void) {
     const char *g5[1] = {"lm_head"};
     CHECK("lm_head is not a target", count_attach(g5, 1, &st, &err) == -1 && st == KEEL_ERR_INVALID);
 
-    keel_model *m = load("tests/data/tiny-llama-hf");
+    keel_model *m = test_load_model("tests/data/tiny-llama-hf", n_threads);
     if (!m) return;
     keel_train_model tm;
     keel_lora lo;
-    CHECK("tm", keel_train_model_init(&tm, m, sel_none, NULL, &err) == KEEL_OK);
+    CHECK("tm", keel_train_model_init(&tm, m, test_sel_none, NULL, &err) == KEEL_OK);
     keel_lora_config c = cfg7(4, 8);
     c.r = 0;
     CHECK("r = 0 rejected", keel_lora_attach(&lo, &tm, &c, &err) == KEEL_ERR_INVALID);
@@ -703,7 +675,7 @@ static void test_targets(void) {
         keel_lora lg;
         keel_lora_config cg = cfg7(8, 8);
         cg.init = KEEL_LORA_GAUSSIAN;
-        CHECK("tm gaussian", keel_train_model_init(&tg, m, sel_none, NULL, &err) == KEEL_OK);
+        CHECK("tm gaussian", keel_train_model_init(&tg, m, test_sel_none, NULL, &err) == KEEL_OK);
         CHECK("gaussian attach", keel_lora_attach(&lg, &tg, &cg, &err) == KEEL_OK);
         double s2 = 0, cnt = 0;
         for (int i = 0; i < lg.n; i++)
@@ -713,7 +685,7 @@ static void test_targets(void) {
         keel_lora_free(&lg);
         keel_train_model_free(&tg);
         cg.init = (keel_lora_init)7;
-        CHECK("tm bad init", keel_train_model_init(&tg, m, sel_none, NULL, &err) == KEEL_OK);
+        CHECK("tm bad init", keel_train_model_init(&tg, m, test_sel_none, NULL, &err) == KEEL_OK);
         CHECK("unknown init rejected", keel_lora_attach(&lg, &tg, &cg, &err) == KEEL_ERR_INVALID);
         keel_train_model_free(&tg);
     }
@@ -724,7 +696,7 @@ static void test_targets(void) {
     keel_lora_free(&lo);
     CHECK("adapters unset by free", tm.layers[0].wq.adapter == NULL);
     keel_train_model_free(&tm);
-    CHECK("tm again", keel_train_model_init(&tm, m, sel_none, NULL, &err) == KEEL_OK);
+    CHECK("tm again", keel_train_model_init(&tm, m, test_sel_none, NULL, &err) == KEEL_OK);
     const char *g6[1] = {"model.layers.1.self_attn.[qv]_proj"};
     c = cfg7(2, 4);
     c.targets = g6, c.n_targets = 1;
@@ -734,13 +706,13 @@ static void test_targets(void) {
     CHECK("partial save", keel_lora_save(&lo, dir, NULL, &err) == KEEL_OK);
     char p[256];
     snprintf(p, sizeof p, "%s/adapter_config.json", dir);
-    char *js = read_all(p, NULL);
+    char *js = test_read_file(p, NULL);
     CHECK("full module names in target_modules", js && strstr(js, "\"model.layers.1.self_attn.q_proj\"") &&
                                                      strstr(js, "\"model.layers.1.self_attn.v_proj\""));
     free(js);
     keel_lora_free(&lo);
     keel_train_model_free(&tm);
-    CHECK("tm 3", keel_train_model_init(&tm, m, sel_none, NULL, &err) == KEEL_OK);
+    CHECK("tm 3", keel_train_model_init(&tm, m, test_sel_none, NULL, &err) == KEEL_OK);
     CHECK("partial load", keel_lora_load(&lo, &tm, dir, 0, &err) == KEEL_OK && lo.n == 2 &&
                               keel_lora_find(&lo, "model.layers.1.self_attn.v_proj") == 1 && lo.scale == 2.0f);
     keel_lora_free(&lo);
@@ -751,11 +723,11 @@ static void test_targets(void) {
 // ---- 9. bad adapter directories -------------------------------------------------------------------------
 
 static keel_status try_load(const char *dir, keel_err *err) {
-    keel_model *m = load("tests/data/tiny-llama-hf");
+    keel_model *m = test_load_model("tests/data/tiny-llama-hf", n_threads);
     if (!m) return KEEL_ERR_IO;
     keel_train_model tm;
     keel_lora lo;
-    keel_status st = keel_train_model_init(&tm, m, sel_none, NULL, err);
+    keel_status st = keel_train_model_init(&tm, m, test_sel_none, NULL, err);
     if (!st) {
         st = keel_lora_load(&lo, &tm, dir, 0, err);
         if (!st) keel_lora_free(&lo);
@@ -879,14 +851,14 @@ static void test_frozen_bf16(const gold *G) {
 // ---- 11. allocation failures ------------------------------------------------------------------------------------
 
 static void test_alloc_failures(void) {
-    keel_model *m = load("tests/data/tiny-llama-hf");
+    keel_model *m = test_load_model("tests/data/tiny-llama-hf", n_threads);
     if (!m) return;
     keel_err err;
     int fails = 0, oks = 0;
     bool clean = true;
     for (long n = 1; n < 40; n++) {
         keel_train_model tm;
-        if (keel_train_model_init(&tm, m, sel_none, NULL, &err)) continue;
+        if (keel_train_model_init(&tm, m, test_sel_none, NULL, &err)) continue;
         keel_lora lo;
         keel_lora_config c = cfg7(2, 4);
         keel_mem_fail_after(n);
@@ -909,7 +881,7 @@ static void test_alloc_failures(void) {
     int loks = 0;
     for (long n = 1; n < 400 && !loks; n++) {
         keel_train_model tm;
-        if (keel_train_model_init(&tm, m, sel_none, NULL, &err)) continue;
+        if (keel_train_model_init(&tm, m, test_sel_none, NULL, &err)) continue;
         keel_lora lo;
         keel_mem_fail_after(n);
         keel_status st = keel_lora_load(&lo, &tm, g_tmp, 0, &err);

@@ -14,28 +14,13 @@
 #include "keel.h"
 #include "model/train.h"
 #include "test.h"
+#include "test_fs.h"
+#include "test_model.h"
 #include "train/train.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 
-
-static char *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)sz + 1);
-    if (b && fread(b, 1, (size_t)sz, f) != (size_t)sz) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) b[sz] = 0;
-    if (n) *n = (size_t)sz;
-    return b;
-}
 
 typedef struct gold {
     cJSON *j;
@@ -52,10 +37,10 @@ static bool gold_load(gold *G, const char *base) {
     memset(G, 0, sizeof *G);
     char p[256];
     snprintf(p, sizeof p, "%s.json", base);
-    char *js = read_all(p, NULL);
+    char *js = test_read_file(p, NULL);
     size_t nb = 0;
     snprintf(p, sizeof p, "%s.f32", base);
-    char *bin = read_all(p, &nb);
+    char *bin = test_read_file(p, &nb);
     if (!js || !bin) {
         free(js);
         free(bin);
@@ -124,18 +109,6 @@ static double rel_frob(const float *a, const float *b, size_t n, double *max_abs
 
 static int n_threads = 2;
 
-static keel_model *load(const char *path) {
-    keel_model_params mp = keel_model_default_params();
-    mp.n_threads = n_threads;
-    keel_model *m = NULL;
-    keel_err err;
-    if (keel_model_load(path, &mp, &m, &err) != KEEL_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return NULL;
-    }
-    return m;
-}
-
 // One step on m with the golden batch; fills tm (caller frees) and returns the loss.
 static float step(keel_model *m, const gold *G, keel_train_model *tm, keel_train_select_fn sel, void *ud) {
     keel_err err;
@@ -154,7 +127,7 @@ static float step(keel_model *m, const gold *G, keel_train_model *tm, keel_train
 static double worst_rel, worst_abs;
 
 static void test_hf(const gold *G, keel_train_model *full) {
-    keel_model *m = load("tests/data/tiny-llama-hf");
+    keel_model *m = test_load_model("tests/data/tiny-llama-hf", n_threads);
     CHECK("load tiny-llama-hf", m != NULL);
     if (!m) return;
     float loss = step(m, G, full, NULL, NULL);
@@ -249,7 +222,7 @@ static bool norms_only(const char *name, void *ud) {
 }
 
 static void test_frozen(const gold *G, const keel_train_model *full) {
-    keel_model *m = load("tests/data/tiny-llama-hf");
+    keel_model *m = test_load_model("tests/data/tiny-llama-hf", n_threads);
     if (!m) return;
     keel_train_model tm;
     float loss = step(m, G, &tm, norms_only, NULL);
@@ -271,7 +244,7 @@ static void test_frozen(const gold *G, const keel_train_model *full) {
 // The GGUF conversion of the same weights: NORM RoPE with q/k rows permuted
 // (Meta order), so the loss and every gradient (q/k rows mapped back) equal the HF run's.
 static void test_gguf(const gold *G) {
-    keel_model *m = load("tests/data/tiny-llama.gguf");
+    keel_model *m = test_load_model("tests/data/tiny-llama.gguf", n_threads);
     CHECK("load tiny-llama.gguf", m != NULL);
     if (!m) return;
     keel_train_model tm;
@@ -313,7 +286,7 @@ static void test_gguf(const gold *G) {
 // The layout plugs into the optimizer (src/train): AdamW over p.w/p.g, norms
 // without decay, on the fixed batch; the loss must fall every step.
 static void test_adamw_steps(const gold *G) {
-    keel_model *m = load("tests/data/tiny-llama-hf");
+    keel_model *m = test_load_model("tests/data/tiny-llama-hf", n_threads);
     if (!m) return;
     keel_err err;
     keel_train_model tm;
@@ -381,7 +354,7 @@ static void test_tied(void) {
         gold_free(&G);
         return;
     }
-    keel_model *m = load("tests/data/tiny-llama-hf-bf16");
+    keel_model *m = test_load_model("tests/data/tiny-llama-hf-bf16", n_threads);
     CHECK("load tiny-llama-hf-bf16", m != NULL);
     if (m) {
         keel_train_model tm;
@@ -394,7 +367,7 @@ static void test_tied(void) {
         keel_train_model_free(&tm);
         keel_model_free(m);
     }
-    m = load("tests/data/tiny-llama-bf16.gguf");
+    m = test_load_model("tests/data/tiny-llama-bf16.gguf", n_threads);
     CHECK("load tiny-llama-bf16.gguf", m != NULL);
     if (m) {
         keel_train_model tm;
@@ -424,7 +397,7 @@ int main(void) {
     test_adamw_steps(&G);
     // One thread and three: the same gradients (row splits only; sums keep their order).
     for (n_threads = 1; n_threads <= 3; n_threads += 2) {
-        keel_model *m = load("tests/data/tiny-llama-hf");
+        keel_model *m = test_load_model("tests/data/tiny-llama-hf", n_threads);
         keel_train_model t1;
         if (!m) break;
         step(m, &G, &t1, NULL, NULL);
