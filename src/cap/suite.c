@@ -555,27 +555,7 @@ keel_status keel_cap_suite_load_file(keel_cap_suite *s, const char *path, keel_e
 
 // ---------------------------------------------------------------- writer
 
-static bool put_str(keel_buf *b, const char *s) {
-    bool ok = keel_buf_appends(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; ok && *p; p++) {
-        if (*p == '"' || *p == '\\') ok = keel_buf_printf(b, "\\%c", *p);
-        else if (*p == '\n') ok = keel_buf_appends(b, "\\n");
-        else if (*p == '\t') ok = keel_buf_appends(b, "\\t");
-        else if (*p < 0x20 || *p == 0x7f) ok = keel_buf_printf(b, "\\x%02x", *p);
-        else if (p[0] == 0xc2 && p[1] == 0x85) ok = keel_buf_appends(b, "\\N"), p++;
-        else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
-            ok = keel_buf_appends(b, p[2] == 0xa8 ? "\\L" : "\\P"), p += 2;
-        else ok = keel_buf_append(b, p, 1);
-    }
-    return ok && keel_buf_appends(b, "\"");
-}
-
-static bool put_double(keel_buf *b, double v) {
-    char s[40];
-    snprintf(s, sizeof s, "%.15g", v);
-    if (strtod(s, NULL) != v) snprintf(s, sizeof s, "%.17g", v);
-    return keel_buf_appends(b, s);
-}
+// (quoted strings and numbers: io/yaml_util.c)
 
 // A relative max_drop (a fraction f) as "P%" such that reading it back
 // (P / 100) gives f exactly: the shortest such decimal, searching the
@@ -607,10 +587,10 @@ keel_status keel_cap_suite_to_yaml(const keel_cap_suite *s, keel_buf *b, keel_er
     else ok = keel_buf_appends(b, "capabilities:\n");
     for (int32_t i = 0; ok && i < s->n; i++) {
         const keel_cap_spec *c = &s->v[i];
-        ok = keel_buf_appends(b, "  - name: ") && put_str(b, c->name ? c->name : "") &&
+        ok = keel_buf_appends(b, "  - name: ") && keel_yaml_put_str(b, c->name ? c->name : "") &&
              keel_buf_printf(b, "\n    type: %s\n    task: %s\n    data: ", keel_cap_kind_name(c->kind),
                              keel_cap_task_name(c->task)) &&
-             put_str(b, c->data ? c->data : "") && keel_buf_printf(b, "\n    limit: %lld\n", (long long)c->limit);
+             keel_yaml_put_str(b, c->data ? c->data : "") && keel_buf_printf(b, "\n    limit: %lld\n", (long long)c->limit);
         switch (c->kind) {
         case KEEL_CAP_MULTIPLE_CHOICE:
             ok = ok && keel_buf_printf(b, "    metric: %s\n", c->acc_norm ? "acc_norm" : "acc");
@@ -626,9 +606,9 @@ keel_status keel_cap_suite_to_yaml(const keel_cap_suite *s, keel_buf *b, keel_er
                 for (int k = 0; ok && k < 3; k++)
                     if (on[k]) ok = keel_buf_printf(b, "%s%s", first ? "" : ", ", norm_names[k]), first = false;
                 ok = ok && keel_buf_appends(b, "]\n");
-                if (c->extract) ok = ok && keel_buf_appends(b, "    extract: ") && put_str(b, c->extract) && keel_buf_appends(b, "\n");
+                if (c->extract) ok = ok && keel_buf_appends(b, "    extract: ") && keel_yaml_put_str(b, c->extract) && keel_buf_appends(b, "\n");
             } else {
-                ok = ok && keel_buf_appends(b, "    pattern: ") && put_str(b, c->pattern ? c->pattern : "") &&
+                ok = ok && keel_buf_appends(b, "    pattern: ") && keel_yaml_put_str(b, c->pattern ? c->pattern : "") &&
                      keel_buf_printf(b, "\n    expect: %s\n", c->expect_match ? "match" : "no_match");
             }
             break;
@@ -636,11 +616,11 @@ keel_status keel_cap_suite_to_yaml(const keel_cap_suite *s, keel_buf *b, keel_er
         }
         if (c->has_max_drop) {
             ok = ok && keel_buf_appends(b, "    max_drop: ");
-            ok = ok && (c->max_drop_rel ? put_percent(b, c->max_drop) : put_double(b, c->max_drop));
+            ok = ok && (c->max_drop_rel ? put_percent(b, c->max_drop) : keel_yaml_put_double(b, c->max_drop));
             ok = ok && keel_buf_appends(b, "\n");
         }
-        if (c->has_min) ok = ok && keel_buf_appends(b, "    min: ") && put_double(b, c->min) && keel_buf_appends(b, "\n");
-        if (c->has_max) ok = ok && keel_buf_appends(b, "    max: ") && put_double(b, c->max) && keel_buf_appends(b, "\n");
+        if (c->has_min) ok = ok && keel_buf_appends(b, "    min: ") && keel_yaml_put_double(b, c->min) && keel_buf_appends(b, "\n");
+        if (c->has_max) ok = ok && keel_buf_appends(b, "    max: ") && keel_yaml_put_double(b, c->max) && keel_buf_appends(b, "\n");
         if (c->decide >= 0) ok = ok && keel_buf_printf(b, "    decide: %s\n", decide_names[c->decide]);
     }
     if (!ok) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "capabilities: out of memory");

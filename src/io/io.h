@@ -216,5 +216,10 @@ KEEL_INTERNAL bool keel_yaml_int(const struct yaml_node_s *n, bool allow_neg, in
 // " (did you mean 'x'?)" for the candidate of cands[0..n) (NULL-terminated
 // early is fine) closest to got, within edit distance max(2, len/3); else "".
 KEEL_INTERNAL void keel_did_you_mean(const char *got, const char *const *cands, int n, char *out, size_t cap);
+// Append s as a YAML double-quoted scalar (control bytes and the line
+// separators YAML would fold escaped; UTF-8 passes through).
+KEEL_INTERNAL bool keel_yaml_put_str(keel_buf *b, const char *s);
+// Append v as the shorter of %.15g / %.17g that reads back exactly.
+KEEL_INTERNAL bool keel_yaml_put_double(keel_buf *b, double v);
 
 #endif // KEEL_IO_H

@@ -4,7 +4,8 @@
 // cap/suite.c (the `capabilities:` list). Here in io/ because cap/ sits below
 // job/ and both already read files through io/; nothing here knows a schema.
 // Null scalars, plain numbers (finite decimals only), node kinds and scalar
-// excerpts for messages, and the did-you-mean hint for unknown names.
+// excerpts for messages, the did-you-mean hint for unknown names, and the
+// writers' double-quoted strings and round-tripping numbers.
 #include "io/io.h"
 
 #include <errno.h>
@@ -103,4 +104,27 @@ void keel_did_you_mean(const char *got, const char *const *cands, int n, char *o
     int lim = (int)strlen(got) / 3;
     if (lim < 2) lim = 2;
     if (bestc && best <= lim) snprintf(out, cap, " (did you mean '%s'?)", bestc);
+}
+
+bool keel_yaml_put_str(keel_buf *b, const char *s) {
+    bool ok = keel_buf_appends(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; ok && *p; p++) {
+        if (*p == '"' || *p == '\\') ok = keel_buf_printf(b, "\\%c", *p);
+        else if (*p == '\n') ok = keel_buf_appends(b, "\\n");
+        else if (*p == '\t') ok = keel_buf_appends(b, "\\t");
+        else if (*p < 0x20 || *p == 0x7f) ok = keel_buf_printf(b, "\\x%02x", *p);
+        // YAML folds these line separators inside quoted scalars: escape them
+        else if (p[0] == 0xc2 && p[1] == 0x85) ok = keel_buf_appends(b, "\\N"), p++;
+        else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+            ok = keel_buf_appends(b, p[2] == 0xa8 ? "\\L" : "\\P"), p += 2;
+        else ok = keel_buf_append(b, p, 1); // UTF-8 passes through
+    }
+    return ok && keel_buf_appends(b, "\"");
+}
+
+bool keel_yaml_put_double(keel_buf *b, double v) {
+    char s[40];
+    snprintf(s, sizeof s, "%.15g", v);
+    if (strtod(s, NULL) != v) snprintf(s, sizeof s, "%.17g", v);
+    return keel_buf_appends(b, s);
 }

@@ -724,29 +724,7 @@ keel_status keel_job_resolve(const char *path, const char *const *sets, int32_t 
 
 // ---------------------------------------------------------------- writer
 
-static bool put_str(keel_buf *b, const char *s) {
-    bool ok = keel_buf_appends(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; ok && *p; p++) {
-        if (*p == '"' || *p == '\\') ok = keel_buf_printf(b, "\\%c", *p);
-        else if (*p == '\n') ok = keel_buf_appends(b, "\\n");
-        else if (*p == '\t') ok = keel_buf_appends(b, "\\t");
-        else if (*p < 0x20 || *p == 0x7f) ok = keel_buf_printf(b, "\\x%02x", *p);
-        // YAML folds these line separators inside quoted scalars: escape them
-        else if (p[0] == 0xc2 && p[1] == 0x85) ok = keel_buf_appends(b, "\\N"), p++;
-        else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
-            ok = keel_buf_appends(b, p[2] == 0xa8 ? "\\L" : "\\P"), p += 2;
-        else ok = keel_buf_append(b, p, 1); // UTF-8 passes through
-    }
-    return ok && keel_buf_appends(b, "\"");
-}
-
-// Shortest of %.15g / %.17g that reads back exactly.
-static bool put_double(keel_buf *b, double v) {
-    char s[40];
-    snprintf(s, sizeof s, "%.15g", v);
-    if (strtod(s, NULL) != v) snprintf(s, sizeof s, "%.17g", v);
-    return keel_buf_appends(b, s);
-}
+// (quoted strings and numbers: io/yaml_util.c)
 
 keel_status keel_job_to_yaml(const keel_job *job, char **out, size_t *len, keel_err *err) {
     keel_buf b = {0};
@@ -768,11 +746,11 @@ keel_status keel_job_to_yaml(const keel_job *job, char **out, size_t *len, keel_
         ok = ok && keel_buf_printf(&b, "%s: ", leaf);
         const void *src = (const char *)job + k->off;
         switch (k->type) {
-        case T_STR: ok = ok && put_str(&b, *(char *const *)src ? *(char *const *)src : ""); break;
+        case T_STR: ok = ok && keel_yaml_put_str(&b, *(char *const *)src ? *(char *const *)src : ""); break;
         case T_INT: ok = ok && keel_buf_printf(&b, "%d", (int)*(const int32_t *)src); break;
         case T_I64: ok = ok && keel_buf_printf(&b, "%lld", (long long)*(const int64_t *)src); break;
         case T_U64: ok = ok && keel_buf_printf(&b, "%llu", (unsigned long long)*(const uint64_t *)src); break;
-        case T_FLOAT: ok = ok && put_double(&b, *(const double *)src); break;
+        case T_FLOAT: ok = ok && keel_yaml_put_double(&b, *(const double *)src); break;
         case T_BOOL: ok = ok && keel_buf_appends(&b, *(const bool *)src ? "true" : "false"); break;
         case T_ENUM: {
             int v = *(const int *)src;
@@ -782,14 +760,14 @@ keel_status keel_job_to_yaml(const keel_job *job, char **out, size_t *len, keel_
         case T_LIST: {
             const keel_strlist *l = src;
             ok = ok && keel_buf_appends(&b, "[");
-            for (int32_t j = 0; ok && j < l->n; j++) ok = (!j || keel_buf_appends(&b, ", ")) && put_str(&b, l->v[j]);
+            for (int32_t j = 0; ok && j < l->n; j++) ok = (!j || keel_buf_appends(&b, ", ")) && keel_yaml_put_str(&b, l->v[j]);
             ok = ok && keel_buf_appends(&b, "]");
             break;
         }
         case T_PAIR: {
             const double *v = src;
-            ok = ok && keel_buf_appends(&b, "[") && put_double(&b, v[0]) && keel_buf_appends(&b, ", ") &&
-                 put_double(&b, v[1]) && keel_buf_appends(&b, "]");
+            ok = ok && keel_buf_appends(&b, "[") && keel_yaml_put_double(&b, v[0]) && keel_buf_appends(&b, ", ") &&
+                 keel_yaml_put_double(&b, v[1]) && keel_buf_appends(&b, "]");
             break;
         }
         }
