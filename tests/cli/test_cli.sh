@@ -11,28 +11,10 @@
 # (BUILD says which build's keel); ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-KEEL=${KEEL:-$BUILD/keel}
-pass=0; fail=0
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/keel-cli.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-
-if [ ! -x "$KEEL" ]; then
-  echo "FAIL: $KEEL is not built (make BUILD=$BUILD)"
-  echo "0 passed, 1 failed"
-  exit 1
-fi
-
-ok() { pass=$((pass + 1)); }
-bad() {
-  fail=$((fail + 1))
-  echo "FAIL $1: $2"
-  sed 's/^/    stderr: /' "$tmp/err" | head -8
-  sed 's/^/    stdout: /' "$tmp/out" | head -4
-}
-
-# run ARGS...: keel with stdin closed off; sets rc, stdout in $tmp/out, stderr in $tmp/err
-run() { "$KEEL" "$@" </dev/null >"$tmp/out" 2>"$tmp/err"; rc=$?; }
+. tests/cli/lib.sh
+cli_tmp cli
+cli_need_keel
+# (run, ok, bad: lib.sh)
 
 # expect_fail NAME FILE PROBLEM_REGEX ARGS...: the one-line error contract
 expect_fail() {

@@ -10,20 +10,16 @@
 # Run by tests/run.sh; ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-KEEL=${KEEL:-$BUILD/keel}
-SHARED=${KEEL_SHARED:-../shared}
+. tests/cli/lib.sh
 MODEL=$SHARED/models/stories260K/stories260K.gguf
-pass=0; fail=0
-if [ ! -f "$MODEL" ]; then echo "skipped: $MODEL not found"; echo "0 passed, 0 failed"; exit 0; fi
-if [ ! -x "$KEEL" ]; then echo "FAIL: $KEEL is not built"; echo "0 passed, 1 failed"; exit 1; fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/keel-crash.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
+cli_need_file "$MODEL"
+cli_need_keel
+cli_tmp crash
 DB=$tmp/keel.db
 rounds=${KEEL_CRASH_ROUNDS:-12}
 [ -n "${KEEL_SANITIZE:-}" ] && rounds=${KEEL_CRASH_ROUNDS:-6}
 
-check() {
+check() { # (lib.sh's check, showing the run's log instead)
   local name=$1; shift
   if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $name"; sed 's/^/    /' "$tmp/log" | tail -15; fi
 }

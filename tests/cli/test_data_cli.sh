@@ -8,24 +8,11 @@
 # "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-KEEL=${KEEL:-$BUILD/keel}
-MODEL=${KEEL_SHARED:-../shared}/models/stories260K/stories260K.gguf
-pass=0; fail=0
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/keel-data-cli.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-if [ ! -x "$KEEL" ]; then echo "FAIL: $KEEL is not built"; echo "0 passed, 1 failed"; exit 1; fi
-
-run() { "$KEEL" "$@" </dev/null >"$tmp/out" 2>"$tmp/err"; rc=$?; }
-check() { # NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then pass=$((pass + 1)); else
-    fail=$((fail + 1)); echo "FAIL $name (rc=$rc)"
-    sed 's/^/    stdout: /' "$tmp/out" | head -30; sed 's/^/    stderr: /' "$tmp/err" | head -5
-  fi
-}
-has() { grep -qF -- "$1" "$tmp/out"; }
-sanitizer_clean() { ! grep -qE 'Sanitizer|runtime error:' "$tmp/err"; }
+. tests/cli/lib.sh
+MODEL=$SHARED/models/stories260K/stories260K.gguf
+CLI_OUT_LINES=30
+cli_tmp data-cli
+cli_need_keel
 
 run data check tests/data/jsonl/dups.jsonl -m "$MODEL" --max-seq-len 6
 check "clean exits 0" [ "$rc" -eq 0 ]

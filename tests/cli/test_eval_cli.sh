@@ -10,26 +10,12 @@
 # Run by tests/run.sh; ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-KEEL=${KEEL:-$BUILD/keel}
-SHARED=${KEEL_SHARED:-../shared}
+. tests/cli/lib.sh
 MODEL=$SHARED/models/stories260K/stories260K.gguf
-pass=0; fail=0
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/keel-eval-cli.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-if [ ! -x "$KEEL" ]; then echo "FAIL: $KEEL is not built"; echo "0 passed, 1 failed"; exit 1; fi
-if [ ! -f "$MODEL" ]; then echo "skipped: $MODEL not found"; echo "0 passed, 0 failed"; exit 0; fi
+cli_tmp eval-cli
+cli_need_keel
+cli_need_file "$MODEL"
 
-run() { "$KEEL" "$@" </dev/null >"$tmp/out" 2>"$tmp/err"; rc=$?; }
-check() {
-  local name=$1; shift
-  if "$@"; then pass=$((pass + 1)); else
-    fail=$((fail + 1)); echo "FAIL $name (rc=$rc)"
-    sed 's/^/    stdout: /' "$tmp/out" | head -10; sed 's/^/    stderr: /' "$tmp/err" | head -5
-  fi
-}
-has() { grep -qF -- "$1" "$tmp/out"; }
-err_is() { [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -qF -- "$1" "$tmp/err" && [ ! -s "$tmp/out" ]; }
 json_ok() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if isinstance(r, list) and len(r) == int(sys.argv[2]) else 1)' "$1" "$2"; }
 json_field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r[int(sys.argv[2])][sys.argv[3]])' "$1" "$2" "$3"; }
 # the numbers without the timing, for comparing two runs

@@ -17,27 +17,9 @@
 # build's keel); ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-KEEL=${KEEL:-$BUILD/keel}
-pass=0; fail=0
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/keel-gen-adapter.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-
-if [ ! -x "$KEEL" ]; then
-  echo "FAIL: $KEEL is not built (make BUILD=$BUILD)"
-  echo "0 passed, 1 failed"
-  exit 1
-fi
-
-ok() { pass=$((pass + 1)); }
-bad() {
-  fail=$((fail + 1))
-  echo "FAIL $1: $2"
-  sed 's/^/    stderr: /' "$tmp/err" | head -8
-  sed 's/^/    stdout: /' "$tmp/out" | head -4
-}
-run() { "$KEEL" "$@" </dev/null >"$tmp/out" 2>"$tmp/err"; rc=$?; }
-clean() { ! grep -qE 'Sanitizer|runtime error:' "$tmp/err"; }
+. tests/cli/lib.sh
+cli_tmp gen-adapter
+cli_need_keel
 
 HF=tests/data/tiny-llama-hf
 GG=tests/data/tiny-llama.gguf
@@ -48,11 +30,11 @@ PROMPT="the cat sat on the mat"
 # ---- generation ---------------------------------------------------------------------------------
 run generate -m "$HF" -p "$PROMPT" -n 24 -t 2
 base_out=$(cat "$tmp/out")
-if [ "$rc" -eq 0 ] && clean; then ok; else bad "generate without adapter (exit $rc)" "want exit 0"; fi
+if [ "$rc" -eq 0 ] && sanitizer_clean; then ok; else bad "generate without adapter (exit $rc)" "want exit 0"; fi
 
 run generate -m "$HF" --adapter "$AD" -p "$PROMPT" -n 24 -t 2
 hf_out=$(cat "$tmp/out")
-if [ "$rc" -eq 0 ] && clean && [ -n "$hf_out" ]; then ok; else bad "generate --adapter, HF base (exit $rc)" "want exit 0 and text"; fi
+if [ "$rc" -eq 0 ] && sanitizer_clean && [ -n "$hf_out" ]; then ok; else bad "generate --adapter, HF base (exit $rc)" "want exit 0 and text"; fi
 if grep -q "generated:" "$tmp/err"; then ok; else bad "generate --adapter speeds" "want the speed line on stderr"; fi
 
 run generate -m "$HF" --adapter "$AD" -p "$PROMPT" -n 24 -t 1
@@ -63,7 +45,7 @@ if [ "$hf_out" != "$base_out" ]; then ok
 else fail=$((fail + 1)); echo "FAIL generate --adapter: the same text as the base model ($hf_out)"; fi
 
 run generate -m "$GG" --adapter "$AD" -p "$PROMPT" -n 24 -t 2
-if [ "$rc" -eq 0 ] && clean && [ "$(cat "$tmp/out")" = "$hf_out" ]; then ok
+if [ "$rc" -eq 0 ] && sanitizer_clean && [ "$(cat "$tmp/out")" = "$hf_out" ]; then ok
 else bad "generate --adapter, GGUF twin (exit $rc)" "want the HF base's text: $hf_out"; fi
 
 # ---- perplexity ---------------------------------------------------------------------------------
@@ -73,7 +55,7 @@ p0=$(grep -o 'PPL = [0-9.]*' "$tmp/out")
 if [ "$rc" -eq 0 ] && [ -n "$p0" ]; then ok; else bad "perplexity without adapter (exit $rc)" "want a PPL line"; fi
 run perplexity -m "$HF" --adapter "$AD" -f "$tmp/text.txt" --ctx 32 -t 2
 p1=$(grep -o 'PPL = [0-9.]*' "$tmp/out")
-if [ "$rc" -eq 0 ] && clean && [ -n "$p1" ] && [ "$p1" != "$p0" ]; then ok
+if [ "$rc" -eq 0 ] && sanitizer_clean && [ -n "$p1" ] && [ "$p1" != "$p0" ]; then ok
 else bad "perplexity --adapter (exit $rc)" "want a PPL line different from the base's ($p0 vs $p1)"; fi
 
 # ---- errors ---------------------------------------------------------------------------------------
@@ -83,7 +65,7 @@ expect_fail() {
   shift 3
   run "$@"
   local why=""
-  if ! clean; then why="sanitizer report"
+  if ! sanitizer_clean; then why="sanitizer report"
   elif [ "$rc" -ne 1 ]; then why="exit $rc, want 1"
   elif [ -s "$tmp/out" ]; then why="wrote to stdout"
   elif [ "$(wc -l <"$tmp/err")" -ne 1 ]; then why="$(wc -l <"$tmp/err") stderr lines, want 1"
@@ -105,7 +87,7 @@ for cmd in generate perplexity; do
       "$cmd" -m "$STORIES" --adapter "$AD" "${extra[@]}"
   fi
   run "$cmd" -m "$HF" --adapter
-  if [ "$rc" -eq 2 ] && [ ! -s "$tmp/out" ] && [ -s "$tmp/err" ] && clean; then ok
+  if [ "$rc" -eq 2 ] && [ ! -s "$tmp/out" ] && [ -s "$tmp/err" ] && sanitizer_clean; then ok
   else bad "$cmd --adapter without a value (exit $rc)" "want exit 2"; fi
   run "$cmd" --help
   if [ "$rc" -eq 0 ] && grep -q -- "--adapter DIR" "$tmp/out"; then ok
@@ -149,7 +131,7 @@ EOF
   else bad "the trained adapter changes stories260K's text (exit $rc)" "same text as the base: $sad"; fi
   for ref in lora lora@step-4 "$CK"; do
     run generate --run "$ref" --registry "$DB" -p "$SP" -n 24 -t 1
-    if [ "$rc" -eq 0 ] && clean && [ "$(cat "$tmp/out")" = "$sad" ] && grep -qF "adapter $CK" "$tmp/err"; then ok
+    if [ "$rc" -eq 0 ] && sanitizer_clean && [ "$(cat "$tmp/out")" = "$sad" ] && grep -qF "adapter $CK" "$tmp/err"; then ok
     else bad "generate --run $ref (exit $rc)" "want the base + adapter text of -m/--adapter: $sad"; fi
   done
   run generate --run lora@step-2 --registry "$DB" -p "$SP" -n 24 -t 1
@@ -181,7 +163,7 @@ EOF
   run generate -m "$FK" -p "$PROMPT" -n 24 -t 1
   fout=$(cat "$tmp/out")
   run generate --run full --registry "$DB" -p "$PROMPT" -n 24 -t 1
-  if [ "$rc" -eq 0 ] && clean && [ "$(cat "$tmp/out")" = "$fout" ] && grep -qF "full: $FK" "$tmp/err"; then ok
+  if [ "$rc" -eq 0 ] && sanitizer_clean && [ "$(cat "$tmp/out")" = "$fout" ] && grep -qF "full: $FK" "$tmp/err"; then ok
   else bad "generate --run full (exit $rc)" "want the full checkpoint's own text: $fout"; fi
 
   # usage errors (exit 2) and failures (exit 1, one line naming the thing)

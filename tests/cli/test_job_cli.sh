@@ -7,23 +7,9 @@
 # ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-KEEL=${KEEL:-$BUILD/keel}
-pass=0; fail=0
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/keel-job-cli.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-if [ ! -x "$KEEL" ]; then echo "FAIL: $KEEL is not built"; echo "0 passed, 1 failed"; exit 1; fi
-
-run() { "$KEEL" "$@" </dev/null >"$tmp/out" 2>"$tmp/err"; rc=$?; }
-check() {
-  local name=$1; shift
-  if "$@"; then pass=$((pass + 1)); else
-    fail=$((fail + 1)); echo "FAIL $name (rc=$rc)"
-    sed 's/^/    stdout: /' "$tmp/out" | head -10; sed 's/^/    stderr: /' "$tmp/err" | head -5
-  fi
-}
-has() { grep -qF -- "$1" "$tmp/out"; }
-err_is() { [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -qF -- "$1" "$tmp/err" && [ ! -s "$tmp/out" ]; }
+. tests/cli/lib.sh
+cli_tmp job-cli
+cli_need_keel
 
 for ex in examples/stories260k-full.yaml examples/smollm2-lora.yaml; do
   run job check "$ex"

@@ -10,33 +10,19 @@
 # Run by tests/run.sh; ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-KEEL=${KEEL:-$BUILD/keel}
-SHARED=${KEEL_SHARED:-../shared}
+. tests/cli/lib.sh
 MODEL=$SHARED/models/stories260K/stories260K.gguf
-pass=0; fail=0
-if [ ! -f "$MODEL" ]; then echo "skipped: $MODEL not found"; echo "0 passed, 0 failed"; exit 0; fi
-if [ ! -x "$KEEL" ]; then echo "FAIL: $KEEL is not built"; echo "0 passed, 1 failed"; exit 1; fi
+CLI_OUT_LINES=30 CLI_ERR_LINES=10
+cli_need_file "$MODEL"
+cli_need_keel
 if ! "$KEEL" train --help 2>&1 | grep -q -- "--registry"; then
   echo "skipped: keel train does not record into a registry (--registry) in this build"; echo "0 passed, 0 failed"; exit 0
 fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/keel-registry-cli.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
+cli_tmp registry-cli
 MODEL=$(realpath "$MODEL")
 REPO=$(pwd)
 KEEL=$(realpath "$KEEL")
 DB=$tmp/keel.db
-
-run() { "$KEEL" "$@" </dev/null >"$tmp/out" 2>"$tmp/err"; rc=$?; }
-check() {
-  local name=$1; shift
-  if "$@"; then pass=$((pass + 1)); else
-    fail=$((fail + 1)); echo "FAIL $name (rc=$rc)"
-    sed 's/^/    stdout: /' "$tmp/out" | head -30; sed 's/^/    stderr: /' "$tmp/err" | head -10
-  fi
-}
-outhas() { grep -qF -- "$1" "$tmp/out"; }
-errhas() { grep -qF -- "$1" "$tmp/err"; }
 
 job() { # name lr steps on_violation
   cat >"$tmp/$1.yaml" <<EOF

@@ -8,26 +8,13 @@
 # (exit 2). Run by tests/run.sh; ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-KEEL=${KEEL:-$BUILD/keel}
-SHARED=${KEEL_SHARED:-../shared}
+. tests/cli/lib.sh
 MODEL=$SHARED/models/stories260K/stories260K.gguf
-pass=0; fail=0
-if [ ! -f "$MODEL" ]; then echo "skipped: $MODEL not found"; echo "0 passed, 0 failed"; exit 0; fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/keel-train-cli.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
+CLI_ERR_LINES=10
+cli_need_file "$MODEL"
+cli_tmp train-cli
 export KEEL_REGISTRY=$tmp/keel.db # runs are recorded there, not in the repository
-if [ ! -x "$KEEL" ]; then echo "FAIL: $KEEL is not built"; echo "0 passed, 1 failed"; exit 1; fi
-
-run() { "$KEEL" "$@" </dev/null >"$tmp/out" 2>"$tmp/err"; rc=$?; }
-check() {
-  local name=$1; shift
-  if "$@"; then pass=$((pass + 1)); else
-    fail=$((fail + 1)); echo "FAIL $name (rc=$rc)"
-    sed 's/^/    stdout: /' "$tmp/out" | head -10; sed 's/^/    stderr: /' "$tmp/err" | head -10
-  fi
-}
-errhas() { grep -qF -- "$1" "$tmp/err"; }
+cli_need_keel
 JOB=examples/stories260k-full.yaml
 SETS=(--set "model=$MODEL" --set train.max_steps=6 --set output.save_every=3 --set train.threads=1
       --set data.max_seq_len=64 --set train.warmup_steps=2)
