@@ -67,24 +67,4 @@ static void run_one(const char *path, const keel_tokenizer *tok) {
     }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static keel_tokenizer *tiny, *smol;
-    static bool init;
-    if (!init) {
-        init = true;
-        keel_err e;
-        keel_tokenizer_load("tests/data/tiny-llama.gguf", &tiny, &e);
-        const char *c = getenv("KEEL_CACHE"), *h = getenv("HOME");
-        char p[512];
-        if (c && *c) snprintf(p, sizeof p, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", c);
-        else snprintf(p, sizeof p, "%s/.cache/keel/SmolLM2-135M-Instruct.Q4_1.gguf", h ? h : ".");
-        keel_tokenizer_load(p, &smol, &e);
-    }
-    char path[64];
-    int fd = fuzz_memfd(data, size, path, sizeof path);
-    if (fd < 0) return 0;
-    if (tiny) run_one(path, tiny);
-    if (smol) run_one(path, smol);
-    close(fd);
-    return 0;
-}
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return fuzz_run_tokenizers(data, size, run_one); }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // fuzz_common.h — shared by the fuzz targets: hand the input bytes to a reader
 // that wants a path (a memfd, so nothing touches the disk), and a check that a
-// failed open filled in its error record.
+// failed open filled in its error record, and the tokenizers the text-file
+// targets run with.
 #ifndef KEEL_FUZZ_COMMON_H
 #define KEEL_FUZZ_COMMON_H
 #ifndef _GNU_SOURCE
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "keel.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -42,6 +44,32 @@ static inline void fuzz_check_err(keel_status st, const keel_err *e) {
         fprintf(stderr, "fuzz: status %d with err code %d, message '%s'\n", (int)st, (int)e->code, e->msg);
         abort();
     }
+}
+
+// The input as a file, run through one(path, tok) with the tiny test
+// tokenizer and, when the cache holds it, SmolLM2's (both loaded once; a
+// missing one is left out). For the targets that read text files.
+static inline int fuzz_run_tokenizers(const uint8_t *data, size_t size,
+                                      void (*one)(const char *path, const keel_tokenizer *tok)) {
+    static keel_tokenizer *tiny, *smol;
+    static bool init;
+    if (!init) {
+        init = true;
+        keel_err e;
+        keel_tokenizer_load("tests/data/tiny-llama.gguf", &tiny, &e);
+        const char *c = getenv("KEEL_CACHE"), *h = getenv("HOME");
+        char p[512];
+        if (c && *c) snprintf(p, sizeof p, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", c);
+        else snprintf(p, sizeof p, "%s/.cache/keel/SmolLM2-135M-Instruct.Q4_1.gguf", h ? h : ".");
+        keel_tokenizer_load(p, &smol, &e);
+    }
+    char path[64];
+    int fd = fuzz_memfd(data, size, path, sizeof path);
+    if (fd < 0) return 0;
+    if (tiny) one(path, tiny);
+    if (smol) one(path, smol);
+    close(fd);
+    return 0;
 }
 
 // Read every byte of a range so ASan sees any stray pointer.
