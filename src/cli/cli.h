@@ -29,6 +29,8 @@ bool keel_cli_int(const char *opt, const char *val, long lo, long hi, long *out)
 bool keel_cli_float(const char *opt, const char *val, double lo, double hi, double *out);
 // Reads a whole file (or "-" for stdin) into a NUL-terminated heap string.
 char *keel_cli_slurp(const char *path, size_t *len);
+// Monotonic seconds (for speeds and elapsed times).
+double keel_cli_now_s(void);
 // --matmul fp32|bf16x3|bf16 -> keel_model_params.matmul_precision.
 bool keel_cli_matmul(const char *opt, const char *val, keel_matmul_precision *out);
 // --run REF [--registry PATH] (REF: keel_registry_resolve's references): the

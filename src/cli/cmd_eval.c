@@ -6,14 +6,7 @@
 // "keel: FILE:LINE:COL: key '...': ..." line, exit 1, nothing written.
 #include "cli.h"
 
-#include <time.h>
 #include <unistd.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -41,14 +34,14 @@ static void progress(int32_t cap, int64_t done, int64_t total, void *ud) {
     prog *p = ud;
     if (p->quiet) return;
     const char *name = keel_suite_name(p->s, cap);
-    if (done == 0) p->t0 = now_s();
+    if (done == 0) p->t0 = keel_cli_now_s();
     if (p->tty) {
         fprintf(stderr, "\r[%d/%d] %s: %lld/%lld items", (int)cap + 1, (int)keel_suite_count(p->s), name,
                 (long long)done, (long long)total);
         if (done == total) fputc('\n', stderr);
     } else if (done == total) {
         fprintf(stderr, "[%d/%d] %s: %lld items in %.1f s\n", (int)cap + 1, (int)keel_suite_count(p->s), name,
-                (long long)total, now_s() - p->t0);
+                (long long)total, keel_cli_now_s() - p->t0);
     }
     fflush(stderr);
 }
@@ -108,7 +101,7 @@ int keel_cmd_eval(int argc, char **argv) {
     o.seed = (uint64_t)seed;
     o.progress = progress;
     o.ud = &p;
-    double t0 = now_s();
+    double t0 = keel_cli_now_s();
     if (keel_suite_eval(model, s, &o, r, &err) != KEEL_OK) {
         if (p.tty && !quiet) fputc('\n', stderr);
         keel_cli_fail(&err, NULL);
@@ -122,7 +115,7 @@ int keel_cmd_eval(int argc, char **argv) {
     if (json && strcmp(json, "-") && !write_atomic(json, js)) goto done;
     if (json && !strcmp(json, "-")) fputs(js, stdout);
     else fputs(table, stdout);
-    if (!quiet) fprintf(stderr, "%d capabilities scored in %.1f s\n", (int)n, now_s() - t0);
+    if (!quiet) fprintf(stderr, "%d capabilities scored in %.1f s\n", (int)n, keel_cli_now_s() - t0);
     rc = 0;
 done:
     keel_free(table);

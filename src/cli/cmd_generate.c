@@ -6,13 +6,6 @@
 // (keel_registry_resolve, then keel_checkpoint_model).
 #include "cli.h"
 
-#include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -199,9 +192,9 @@ int keel_cmd_generate(int argc, char **argv) {
     if (!smp || !logits) { fprintf(stderr, "keel generate: out of memory\n"); goto done; }
 
     double t0, t1, t2;
-    t0 = now_s();
+    t0 = keel_cli_now_s();
     if (keel_eval(ctx, s.ids, (int32_t)s.n, 0, logits, KEEL_LOGITS_LAST, &err) != KEEL_OK) { keel_cli_fail(&err, NULL); goto done; }
-    t1 = now_s();
+    t1 = keel_cli_now_s();
     long produced = 0;
     while (produced < n_gen && s.n < s.cap) {
         int32_t id = keel_sampler_sample(smp, logits, d->n_vocab);
@@ -214,7 +207,7 @@ int keel_cmd_generate(int argc, char **argv) {
     }
     stream_emit(&s, true);
     printf("\n");
-    t2 = now_s();
+    t2 = keel_cli_now_s();
     fprintf(stderr, "\nprompt: %zu tokens in %.3f s (%.1f tok/s); generated: %ld tokens in %.3f s (%.1f tok/s)\n",
             s.n_prompt, t1 - t0, (double)s.n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), produced, t2 - t1,
             (double)produced / (t2 - t1 > 0 ? t2 - t1 : 1e-9));

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 // util.c — small helpers shared by the CLI commands: error printing, option
 // value parsing, reading a file or stdin, --run REF (a registry checkpoint)
-// to a model path and adapter.
+// to a model path and adapter, monotonic time.
 #include "cli.h"
 
 #include <errno.h>
 #include <math.h>
+#include <time.h>
 #include <unistd.h>
 
 int keel_cli_fail(const keel_err *err, const char *hint) {
@@ -128,4 +129,10 @@ int keel_cli_run_model(const char *cmd, const char *run, const char *registry, c
     *model = *own_model = m;
     if (a) *adapter = *own_adapter = a;
     return 0;
+}
+
+double keel_cli_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
