@@ -255,25 +255,18 @@ static void test_lora_full(const keel_model *m) {
 // SmolLM2: the first ARC-Easy items.
 static void test_smollm2(void) {
     char path[512], arc[512];
-    test_cache_path(path, sizeof path, "SmolLM2-135M-Instruct.Q4_1.gguf");
-    test_shared_path(arc, sizeof arc, "datasets/arc_easy_test.jsonl");
-    if (access(path, R_OK) || access(arc, R_OK)) {
-        printf("SmolLM2 or ARC-Easy absent: SmolLM2 part skipped\n");
-        return;
-    }
+    if (!test_smollm2_arc(path, arc, sizeof path)) return;
     int lim = getenv("KEEL_SANITIZE") ? 1 : 10; // 20 pass as well (max diff 6.7e-5) but take ~2x
-    keel_model_params mp = keel_model_default_params();
-    keel_model *m = NULL;
+    keel_model *m = test_load_model(path, 0);
     keel_err err = {0};
-    if (keel_model_load(path, &mp, &m, &err)) {
+    if (!m) {
         CHECK("SmolLM2 loads", false);
         return;
     }
     keel_train_model tm;
     CHECK("smol tm", keel_train_model_init(&tm, m, test_sel_none, NULL, &err) == KEEL_OK);
     char y[700];
-    snprintf(y, sizeof y, "capabilities:\n  - {name: arc, type: multiple_choice, task: arc_easy, data: \"%s\", limit: %d}\n",
-             arc, lim);
+    test_arc_yaml(y, sizeof y, arc, lim);
     keel_cap_suite s;
     keel_cap_data d;
     if (load_one(y, keel_model_tokenizer(m), &s, &d)) {
@@ -316,12 +309,9 @@ int main(void) {
     char path[512];
     test_shared_path(path, sizeof path, "models/stories260K/stories260K.gguf");
     if (access(path, R_OK)) TEST_SKIP("stories260K.gguf not found");
-    keel_model_params mp = keel_model_default_params();
-    mp.n_threads = 1;
-    keel_model *m = NULL;
+    keel_model *m = test_load_model(path, 1);
     keel_err err = {0};
-    if (keel_model_load(path, &mp, &m, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
+    if (!m) {
         CHECK("stories260K loads", false);
         return test_report();
     }
