@@ -20,7 +20,9 @@
 // into batches of at most CAP_BATCH_TOKENS padded tokens, so padding stays
 // small; results are written back in item order. Padding sits after a row's
 // end and attention is causal, so it never changes a real position's logits.
-// The batches depend only on the data, never on the thread count.
+// The batches depend only on the data, never on the thread count. The rules
+// above that both scorers share (requests, windows, acc/acc_norm, judging)
+// are implemented once in score_common.c; this file supplies train_scorer.
 #include "cap/cap.h"
 #include "adapters/lora.h"
 #include "eval/eval.h"
