@@ -16,7 +16,9 @@ Usage (each step can be run alone; `all` runs them in order):
   PY=/root/.cache/keel/venv-oracle/bin/python
   $PY tools/lmeval_parity.py setup-hf       # GGUF -> ~/.cache/keel/smollm2-135m-instruct-hf (fp32), logit check
   $PY tools/lmeval_parity.py check-prompts  # local task configs == builtin lm-eval tasks on the staged docs
-  $PY tools/lmeval_parity.py run [--tasks arc_easy,piqa] [--limit N]   # python -m lm_eval ... (slow: ~1 h on 2 cores)
+  $PY tools/lmeval_parity.py run [--tasks keel_arc_easy,keel_piqa] [--limit N] [--docs A-B] [--threads 1]
+        # python -m lm_eval ... (slow on 2 busy cores: piqa 37 min, arc_easy 2 x 27 min as --docs 0-1188 and
+        # --docs 1188-2376, winogrande 10 min); output in ~/.cache/keel/lmeval-out/
   $PY tools/lmeval_parity.py extract        # lm-eval output -> tests/golden/lmeval_smollm2.json
   $PY tools/lmeval_parity.py requests       # -> tests/golden/lmeval_requests_smollm2.json
 """
