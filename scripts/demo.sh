@@ -16,11 +16,12 @@ echo '$ keel generate -m SmolLM2-135M-Instruct.Q4_1.gguf --chat -p "Describe the
 ./keel generate -m "$model" --chat -p "Describe the water cycle in simple terms." -n 96
 echo
 run=$(mktemp -d /tmp/keel-demo.XXXXXX)/stories260k-full
+export KEEL_REGISTRY=$(dirname "$run")/keel.db # the demo's runs are recorded there, not in ./keel.db
 echo "\$ keel train examples/stories260k-full.yaml --set output.dir=$run"
 ./keel train examples/stories260k-full.yaml --set output.dir="$run"
 ls "$run" "$run/checkpoints"
 echo
-reg=$(dirname "$run")/keel.db
+reg=$KEEL_REGISTRY
 lrun=$(dirname "$run")/stories260k-ledger
 echo "\$ keel train examples/stories260k-ledger.yaml --set output.dir=$lrun --registry $reg -q"
 rc=0
