@@ -65,6 +65,7 @@ struct keel_trainer {
     double lr_scale;            // product of monitor.lr_factor over the retries (1 before any)
     char good[1100];            // the last checkpoint that satisfied every bound ("" none)
     int saved_ok;               // bounds verdict of the checkpoint being saved (-1 unknown)
+    int32_t resume_attempt;     // > 0: resuming a rolled-back run saves as this attempt
 };
 
 // ---- names and selection -------------------------------------------------------------
@@ -226,15 +227,15 @@ static bool parse_ckpt_name(const char *name, long long *step, int *attempt) {
 // The latest complete checkpoint of run_dir (checkpoints/step-N or
 // step-N-aK with trainer_state.json; leftovers are ignored), ordered by
 // (attempt, step): heap path or NULL.
-static char *latest_checkpoint(const char *run_dir, int64_t *step_out) {
+static char *latest_checkpoint(const char *run_dir, int64_t *step_out, int *attempt_out) {
     char *cdir = keel_path_join(run_dir, "checkpoints");
     if (!cdir) return NULL;
     DIR *d = opendir(cdir);
     char *best = NULL;
     int64_t best_step = -1;
+    int best_attempt = -1;
     if (d) {
         struct dirent *e;
-        int best_attempt = -1;
         while ((e = readdir(d))) {
             long long s;
             int att;
@@ -253,7 +254,34 @@ static char *latest_checkpoint(const char *run_dir, int64_t *step_out) {
     }
     free(cdir);
     if (step_out) *step_out = best_step;
+    if (attempt_out) *attempt_out = best_attempt;
     return best;
+}
+
+// A run that ended rolled back names its rollback target in RUN_DIR/rolled_back
+// ("<checkpoint directory name> <attempt>\n"): a later --resume continues from
+// that checkpoint (not from the newer one that broke a bound), saving as
+// attempt <attempt> so nothing is overwritten. Once a checkpoint of that
+// attempt exists the marker is outdated and ignored.
+#define ROLLBACK_MARKER "rolled_back"
+
+static char *rollback_target(const char *run_dir, int latest_attempt, int *attempt) {
+    char *mp = keel_path_join(run_dir, ROLLBACK_MARKER), *text = NULL, *res = NULL;
+    size_t len = 0;
+    char name[256];
+    if (mp && keel_path_exists(mp) && keel_read_file(mp, &text, &len, NULL) == KEEL_OK &&
+        sscanf(text, "%255s %d", name, attempt) == 2 && *attempt > latest_attempt && !strchr(name, '/')) {
+        char *cdir = keel_path_join(run_dir, "checkpoints");
+        char *p = cdir ? keel_path_join(cdir, name) : NULL;
+        char *ts = p ? keel_path_join(p, "trainer_state.json") : NULL;
+        if (ts && keel_path_exists(ts)) res = p, p = NULL;
+        free(ts);
+        free(p);
+        free(cdir);
+    }
+    free(text);
+    free(mp);
+    return res;
 }
 
 // ---- q/k row order ------------------------------------------------------------------------
@@ -401,10 +429,17 @@ keel_status keel_trainer_open(const char *job_path, const keel_train_opts *o, ke
     }
     if (t->resume) {
         int64_t s;
-        t->resume_ckpt = latest_checkpoint(c->out_dir, &s);
+        int latest_attempt = 0, marked;
+        t->resume_ckpt = latest_checkpoint(c->out_dir, &s, &latest_attempt);
         if (!t->resume_ckpt) {
             st = KEEL_FAIL(err, KEEL_ERR_IO, "--resume %s: no complete checkpoint under %s/checkpoints", c->out_dir, c->out_dir);
             goto fail;
+        }
+        char *back = rollback_target(c->out_dir, latest_attempt, &marked);
+        if (back) { // the run was rolled back: continue from its rollback target
+            free(t->resume_ckpt);
+            t->resume_ckpt = back;
+            t->resume_attempt = marked;
         }
     }
 
@@ -514,6 +549,7 @@ keel_status keel_trainer_open(const char *job_path, const keel_train_opts *o, ke
     if (!t->tok || !t->tgt || !t->mask || !t->seg || !t->exs || !t->have) { st = KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory"); goto fail; }
     keel_rng_seed(&t->rng, c->seed);
     if (t->resume && (st = restore(t, t->resume_ckpt, err))) goto fail;
+    if (t->resume_attempt > 0) t->attempt = t->resume_attempt;
     free(resume_job);
     *out = t;
     return KEEL_OK;
@@ -1179,6 +1215,16 @@ static keel_status on_violation(run_ctx *rc, const char *why, bool *end, keel_er
              pol == 2 ? " (adapt: no retries left)" : "");
     snprintf(rc->sum->status, sizeof rc->sum->status, "rolled_back");
     *end = true;
+    // a later --resume continues from the rollback target, as a new attempt
+    t->attempt = attempt + 1;
+    char mark[400];
+    snprintf(mark, sizeof mark, "%.300s %d\n", base_name, (int)t->attempt);
+    char *mp = keel_path_join(t->cfg.out_dir, ROLLBACK_MARKER);
+    if (!mp) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "trainer: out of memory");
+    keel_iobuf io = {mark, strlen(mark)};
+    st = keel_atomic_write_bufs(mp, &io, 1, err);
+    free(mp);
+    if (st) return st;
     return decide(rc, step, pol == 2 ? "give_up" : "rollback", reason, t->good, err);
 }
 

@@ -146,6 +146,20 @@ static void test_rollback(void) {
     CHECK("fsck: no problems", problems == 0);
     keel_free(rep);
     keel_registry_close(reg);
+
+    // Resuming the rolled-back run continues from its rollback target (step-8),
+    // not from the checkpoint that broke the bound, saving as a new attempt.
+    keel_train_opts o = keel_train_default_opts();
+    const char *sets[] = {"train.lr=1e-6"};
+    o.resume_dir = rd;
+    o.sets = sets;
+    o.n_sets = 1;
+    o.registry = g_db;
+    st = keel_train_run(NULL, &o, NULL, &s, &err);
+    if (st) fprintf(stderr, "%s\n", err.msg);
+    CHECK("resumed rolled-back run ok", st == KEEL_OK && !strcmp(s.status, "done") && s.steps == 16);
+    CHECK("resumed from the rollback target: 8 steps this run", s.steps_run == 8);
+    CHECK("new attempt's checkpoints", strstr(s.checkpoint, "step-16-a1") != NULL && ckpt_ok(s.checkpoint) == 1);
 }
 
 static void test_gentle(void) {
