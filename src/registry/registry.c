@@ -311,6 +311,24 @@ keel_status keel_registry_run_begin(keel_registry *r, const char *run_dir, const
     return s;
 }
 
+keel_status keel_registry_run_retire_dir(keel_registry *r, const char *run_dir, keel_err *err) {
+    char *dir = keel_reg_abspath(run_dir ? run_dir : "");
+    if (!dir) return KEEL_FAIL(err, KEEL_ERR_NOMEM, "%s: out of memory", r->path);
+    keel_status s = begin(r, err);
+    sqlite3_stmt *st = NULL;
+    if (s == KEEL_OK)
+        s = keel_reg_prepare(r, "UPDATE runs SET dir = dir || '#' || id WHERE dir=?1", &st, err);
+    if (s == KEEL_OK) {
+        bind_text(st, 1, dir);
+        if (sqlite3_step(st) != SQLITE_DONE) s = keel_reg_fail(r, err, "retiring an earlier run of the directory");
+        sqlite3_finalize(st);
+    }
+    if (s == KEEL_OK) s = commit(r, err);
+    else rollback_tx(r, s);
+    free(dir);
+    return s;
+}
+
 keel_status keel_registry_run_find(keel_registry *r, const char *run_dir, int64_t *run_id, keel_err *err) {
     *run_id = -1;
     char *dir = keel_reg_abspath(run_dir ? run_dir : "");

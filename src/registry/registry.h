@@ -26,6 +26,10 @@
 KEEL_INTERNAL keel_status keel_registry_run_begin(keel_registry *r, const char *run_dir, const char *job_yaml,
                                                   const char *model, const char *method, int64_t *run_id,
                                                   keel_err *err);
+// A fresh run into a directory an earlier run used (emptied or removed since):
+// the earlier run's row keeps its records but its directory becomes
+// "<dir>#<id>", so run_begin starts a new run instead of continuing it.
+KEEL_INTERNAL keel_status keel_registry_run_retire_dir(keel_registry *r, const char *run_dir, keel_err *err);
 // The run id recorded for run_dir, for a resumed run (-1 when none).
 KEEL_INTERNAL keel_status keel_registry_run_find(keel_registry *r, const char *run_dir, int64_t *run_id,
                                                  keel_err *err);

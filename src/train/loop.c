@@ -1238,6 +1238,7 @@ static keel_status registry_begin(run_ctx *rc, const char *path, keel_err *err) 
     // run_begin on a directory already recorded continues its row (status
     // back to running): a resumed run stays one run.
     rc->run_id = -1;
+    if (!t->resume && (st = keel_registry_run_retire_dir(rc->reg, dir, err))) return st;
     st = keel_registry_run_begin(rc->reg, dir, t->cfg.yaml, t->cfg.model, method_name(t->cfg.method), &rc->run_id, err);
     if (!st && t->resume) st = keel_registry_checkpoint_find(rc->reg, rc->run_id, t->resume_ckpt, &rc->parent_id, err);
     if (!st && t->resume && rc->parent_id < 0) {

@@ -181,6 +181,15 @@ static void test_gentle(void) {
     CHECK("gentle: final at step 8", l && strstr(l, "\"step\":8,\"phase\":\"final\""));
     CHECK("gentle: no decision", l && !strstr(l, "\"decision\""));
     free(l);
+    // A fresh run into the same directory (emptied) is a new run in the
+    // registry, not a continuation of the earlier one.
+    test_rm_rf(rd);
+    keel_train_summary s1, s2;
+    st = run(job, NULL, 0, g_db, &s1, &err);
+    test_rm_rf(rd);
+    if (!st) st = run(job, NULL, 0, g_db, &s2, &err);
+    if (st) fprintf(stderr, "%s\n", err.msg);
+    CHECK("same directory twice: two registry runs", st == KEEL_OK && s1.run_id > 0 && s2.run_id > s1.run_id);
 }
 
 static void test_stop_warn_adapt(void) {
