@@ -510,12 +510,6 @@ static void test_alloc_failures(void) {
     keel_model_free(m);
 }
 
-static void rm_rf(const char *dir) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-}
-
 int main(void) {
     snprintf(g_tmp, sizeof g_tmp, "/tmp/keel_adapter_infer_%d", (int)getpid());
     if (mkdir(g_tmp, 0755) != 0) {
@@ -543,6 +537,6 @@ int main(void) {
     // under the sanitizers (make asan sets KEEL_SANITIZE) a shorter SmolLM2 sequence
     if (access(smol, R_OK) == 0) test_vs_train("smollm2-q4_1", smol, getenv("KEEL_SANITIZE") ? 6 : 20, 8, 1e-5);
     else printf("skipped: SmolLM2 part (%s absent)\n", smol);
-    rm_rf(g_tmp);
+    test_rm_rf(g_tmp);
     return test_report();
 }

@@ -14,6 +14,7 @@
 #include "model/train.h"
 #include "ops/grad.h"
 #include "test.h"
+#include "test_fs.h"
 #include "train/loop.h"
 
 #include <dirent.h>
@@ -323,23 +324,6 @@ static void test_model_packed(const char *path, const char *label) {
 
 // ---- (3) a packed training run ------------------------------------------------------------------
 
-static void rm_rf(const char *path) {
-    DIR *d = opendir(path);
-    if (!d) {
-        unlink(path);
-        return;
-    }
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-        rm_rf(p);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
 // metrics.jsonl of a run: each line up to "tokens_per_s" (step, loss, lr, grad norm: deterministic)
 static int read_det(const char *run_dir, char det[][200], int cap) {
     char p[256], line[1024];
@@ -449,7 +433,7 @@ static void test_packed_run(const char *model) {
     keel_dataset_free(p);
     keel_dataset_free(d);
     keel_model_free(m);
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 int main(void) {

@@ -14,6 +14,7 @@
 // takes skill-{train,test}.jsonl from DIR (another --task of the generator).
 // Run from the repo root.
 #include "test.h"
+#include "test_fs.h"
 #include "adapters/lora.h"
 #include "eval/eval.h"
 
@@ -32,23 +33,6 @@ typedef struct item {
     char user[256];
     char answer[256];
 } item;
-
-static void rm_rf(const char *path) {
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char p[2048];
-            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            rm_rf(p);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 // Read the user and assistant contents of a chat JSONL file; returns the count (-1: error).
 static int read_items(const char *path, item *it, int cap) {
@@ -260,7 +244,7 @@ int main(void) {
         CHECK("keel_train_run", st == KEEL_OK);
         if (st != KEEL_OK) {
             printf("  %s\n", err.msg);
-            rm_rf(run_dir);
+            test_rm_rf(run_dir);
             return test_report();
         }
         printf("  trained: %lld steps, %lld tokens, %.1f s, %.1f tok/s, final loss %.4f, peak RSS %.0f MiB\n",
@@ -304,7 +288,7 @@ int main(void) {
     const char *keep = getenv("KEEL_SKILL_KEEP");
     if (trained_here) {
         if (keep && *keep) printf("  kept %s\n", run_dir);
-        else rm_rf(run_dir);
+        else test_rm_rf(run_dir);
     }
     return test_report();
 }

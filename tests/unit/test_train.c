@@ -12,6 +12,7 @@
 // KEEL_TRAIN_KEEP=DIR keeps the files (a checkpoint + ids + keel's logits)
 // for tools/check_train_hf.py, the optional transformers check.
 #include "test.h"
+#include "test_fs.h"
 #include "adapters/lora.h"
 #include "io/io.h"
 #include "model/train.h"
@@ -24,44 +25,10 @@
 static char g_dir[512];
 static char g_model[512];
 
-static void rm_rf(const char *path) {
-    DIR *d = opendir(path);
-    if (!d) {
-        unlink(path);
-        return;
-    }
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-        rm_rf(p);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
-static bool write_str(const char *path, const char *s) {
-    FILE *f = fopen(path, "w");
-    if (!f) return false;
-    fputs(s, f);
-    return fclose(f) == 0;
-}
-
 static bool copy_file(const char *src, const char *dst) {
-    char *d = NULL;
     size_t n = 0;
-    FILE *f = fopen(src, "rb");
-    if (!f) return false;
-    fseek(f, 0, SEEK_END);
-    n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    d = malloc(n + 1);
-    bool ok = d && fread(d, 1, n, f) == n;
-    fclose(f);
-    FILE *g = ok ? fopen(dst, "wb") : NULL;
-    ok = g && fwrite(d, 1, n, g) == n;
-    if (g) ok = fclose(g) == 0 && ok;
+    char *d = test_read_file(src, &n);
+    bool ok = d && test_write_bytes(dst, d, n);
     free(d);
     return ok;
 }
@@ -79,7 +46,7 @@ static void write_job(const char *path, const char *model, const char *out_dir, 
              "  warmup_steps: 2\n  clip_grad_norm: 1.0\n  seed: 1234\n  threads: 1\n"
              "output:\n  dir: %s\n  save_every: 10\n%s",
              model, out_dir, extra ? extra : "");
-    write_str(path, y);
+    test_write_str(path, y);
 }
 
 // Metrics of a run: losses and, per line, the deterministic prefix (step..grad_norm).
@@ -340,7 +307,7 @@ static void check_roundtrip(const char *model, const char *name, bool copy_tok, 
                 fclose(f);
             }
             snprintf(p, sizeof p, "%s/%s-checkpoint.txt", g_dir, name);
-            write_str(p, ck);
+            test_write_str(p, ck);
         }
     } else {
         CHECK("roundtrip: eval of the checkpoint", false);
@@ -536,7 +503,7 @@ static void test_bad_jobs(void) {
     // a non-empty output.dir is refused
     mkdir(rd, 0777);
     snprintf(p, sizeof p, "%s/precious.txt", rd);
-    write_str(p, "x");
+    test_write_str(p, "x");
     write_job(job, g_model, rd, NULL);
     st = run(job, NULL, 0, &s, &err);
     CHECK("non-empty output.dir: refused", st == KEEL_ERR_INVALID && strstr(err.msg, "not empty") && strstr(err.msg, "--resume"));
@@ -550,7 +517,7 @@ int main(void) {
     const char *keep = getenv("KEEL_TRAIN_KEEP");
     if (keep && *keep) {
         snprintf(g_dir, sizeof g_dir, "%s", keep);
-        rm_rf(g_dir);
+        test_rm_rf(g_dir);
         mkdir(g_dir, 0777);
     } else {
         snprintf(g_dir, sizeof g_dir, "/tmp/keel-train-XXXXXX");
@@ -577,6 +544,6 @@ int main(void) {
         check_roundtrip(smol, "smollm2", true, more, 5);
     }
     test_lora();
-    if (!(keep && *keep)) rm_rf(g_dir);
+    if (!(keep && *keep)) test_rm_rf(g_dir);
     return test_report();
 }
