@@ -1126,6 +1126,17 @@ static keel_status save_ckpt(run_ctx *rc, int ok, const char *phase, keel_err *e
     return st;
 }
 
+// The last measurement to ledger.jsonl and to the caller (EV_LEDGER).
+static void log_measure(run_ctx *rc, const char *phase, bool ok, const char *why) {
+    keel_trainer *t = rc->t;
+    keel_ledger_log_measure(&t->ledger, t->step, phase);
+    keel_train_event ev = {.kind = KEEL_TRAIN_EV_LEDGER, .step = t->step, .total_steps = t->total_steps,
+                           .caps = t->ledger.now, .caps_base = t->ledger.now_base, .n_caps = t->ledger.n,
+                           .phase = phase, .sampled = t->ledger.now_sampled, .ok = ok, .reason = ok ? NULL : why,
+                           .elapsed_s = run_elapsed(rc)};
+    emit(rc->cb, &ev);
+}
+
 // Measure the capabilities now; *ok = every bound holds (why: the reasons).
 static keel_status measure(run_ctx *rc, const char *phase, bool sampled, bool *ok, char *why, size_t cap,
                            keel_err *err) {
@@ -1133,12 +1144,7 @@ static keel_status measure(run_ctx *rc, const char *phase, bool sampled, bool *o
     keel_status st = keel_ledger_measure(&t->ledger, &t->tm, t->lora_ok ? &t->lora : NULL, sampled, err);
     if (st) return st;
     *ok = keel_ledger_check(&t->ledger, why, cap) == 0;
-    keel_ledger_log_measure(&t->ledger, t->step, phase);
-    keel_train_event ev = {.kind = KEEL_TRAIN_EV_LEDGER, .step = t->step, .total_steps = t->total_steps,
-                           .caps = t->ledger.now, .caps_base = t->ledger.now_base, .n_caps = t->ledger.n,
-                           .phase = phase, .sampled = t->ledger.now_sampled, .ok = *ok, .reason = *ok ? NULL : why,
-                           .elapsed_s = run_elapsed(rc)};
-    emit(rc->cb, &ev);
+    log_measure(rc, phase, *ok, why);
     return KEEL_OK;
 }
 
@@ -1270,11 +1276,7 @@ static keel_status ledger_start(run_ctx *rc, keel_err *err) {
     if (st) return st;
     char why[2048];
     int32_t bad = keel_ledger_check(&t->ledger, why, sizeof why); // only min/max can fail here
-    keel_ledger_log_measure(&t->ledger, 0, "base");
-    keel_train_event ev = {.kind = KEEL_TRAIN_EV_LEDGER, .step = 0, .total_steps = t->total_steps,
-                           .caps = t->ledger.now, .caps_base = t->ledger.now_base, .n_caps = t->ledger.n,
-                           .phase = "base", .ok = bad == 0, .reason = bad ? why : NULL, .elapsed_s = run_elapsed(rc)};
-    emit(rc->cb, &ev);
+    log_measure(rc, "base", bad == 0, why); // t->step is 0 on a fresh run
     if (bad) {
         char reason[2200];
         snprintf(reason, sizeof reason, "the base model is already outside its bounds: %.2040s (it stays the reference)", why);
